@@ -1,0 +1,5 @@
+import sys
+
+from sciml_diffusion.cli import main
+
+sys.exit(main())

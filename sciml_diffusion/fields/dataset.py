@@ -1,0 +1,359 @@
+"""FieldDataset: an ``xarray.Dataset`` with a known layout, and its tensor views.
+
+Layout (the contract of ``docs/fields.md``): dims ``sample`` (independent realisations,
+optional), ``time`` (optional), spatial dims last in CF order (``z, y, x`` or
+``lat, lon``). Each *field variable* spans every spatial dim; other variables (CF bounds,
+scalars) ride along untouched. Spatial dims are recognised by the CF ``axis`` or
+``standard_name`` attribute of their coordinate, or by the usual names.
+
+On the torch side a batch is ``(B, C, *spatial)`` or ``(B, T, C, *spatial)``: channels are
+the variables in the order asked for. NaN ("no data here") becomes 0 in
+:meth:`FieldDataset.to_tensor`, and :meth:`FieldDataset.mask` says where it was.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from sciml_diffusion.fields.grid import Grid
+
+__all__ = ["FieldDataset", "spatial_dims", "LEADING_DIMS"]
+
+#: dims allowed before the spatial ones in a tensor view, in this order
+LEADING_DIMS = ("sample", "time")
+
+_NAME_AXIS = {
+    "x": "X",
+    "lon": "X",
+    "longitude": "X",
+    "y": "Y",
+    "lat": "Y",
+    "latitude": "Y",
+    "z": "Z",
+    "lev": "Z",
+    "level": "Z",
+    "depth": "Z",
+    "height": "Z",
+}
+_STANDARD_NAME_AXIS = {
+    "longitude": "X",
+    "grid_longitude": "X",
+    "projection_x_coordinate": "X",
+    "latitude": "Y",
+    "grid_latitude": "Y",
+    "projection_y_coordinate": "Y",
+    "altitude": "Z",
+    "height": "Z",
+    "depth": "Z",
+    "air_pressure": "Z",
+    "model_level_number": "Z",
+}
+_CF_ORDER = {"Z": 0, "Y": 1, "X": 2}
+
+
+def _axis_letter(obj, dim: str) -> str | None:
+    attrs = obj[dim].attrs if dim in obj.coords else {}
+    letter = str(attrs.get("axis", "")).upper()
+    if letter in _CF_ORDER:
+        return letter
+    if letter == "T":
+        return None
+    standard = _STANDARD_NAME_AXIS.get(str(attrs.get("standard_name", "")).lower())
+    return standard or _NAME_AXIS.get(str(dim).lower())
+
+
+def spatial_dims(obj) -> tuple[str, ...]:
+    """Names of the spatial dims of an xarray object, in CF order (``z, y, x``).
+
+    Raises
+    ------
+    ValueError
+        If no dim can be identified as spatial, naming the dims found.
+    """
+    found: dict[str, str] = {}
+    for dim in obj.dims:
+        letter = _axis_letter(obj, dim)
+        if letter is None:
+            continue
+        if letter in found.values():
+            other = next(d for d, v in found.items() if v == letter)
+            raise ValueError(
+                f"dims {other!r} and {dim!r} both look like the {letter} axis; "
+                "set the CF 'axis' attribute on one coordinate to disambiguate"
+            )
+        found[dim] = letter
+    if not found:
+        raise ValueError(
+            f"cannot identify spatial dims among {list(obj.dims)}; name them x, y, z, lat, "
+            "lon (or latitude/longitude), or give their coordinates a CF 'axis' attribute "
+            "(X, Y or Z)"
+        )
+    return tuple(sorted(found, key=lambda d: _CF_ORDER[found[d]]))
+
+
+class FieldDataset:
+    """A field data set: an ``xarray.Dataset`` in the layout of DESIGN.md.
+
+    Parameters
+    ----------
+    dataset : xarray.Dataset
+        The data. Field variables are transposed to ``(sample, time, ..., *spatial)``.
+    variables : sequence of str, optional
+        Field variables to keep (default: every variable spanning the spatial dims).
+
+    Examples
+    --------
+    >>> ds = FieldDataset.open("darcy.nc", variables=["a", "u"])  # doctest: +SKIP
+    >>> x = ds.to_tensor()          # (B, 2, ny, nx), NaN -> 0
+    >>> m = ds.mask()               # same shape, False where the file had NaN
+    """
+
+    def __init__(self, dataset: xr.Dataset, variables: Sequence[str] | None = None):
+        if isinstance(dataset, FieldDataset):
+            dataset = dataset.xarray
+        if not isinstance(dataset, xr.Dataset):
+            raise ValueError(f"FieldDataset wraps an xarray.Dataset, got {type(dataset).__name__}")
+        self._spatial = spatial_dims(dataset)
+        fields = [v for v in dataset.data_vars if set(self._spatial) <= set(dataset[v].dims)]
+        if variables is not None:
+            variables = _as_list(variables)
+            _check_variables(variables, fields)
+            dataset = dataset.drop_vars([v for v in fields if v not in variables])
+            fields = list(variables)
+        if not fields:
+            raise ValueError(
+                f"no variable spans the spatial dims {self._spatial}; "
+                f"found {list(dataset.data_vars)}"
+            )
+        for v in fields:
+            dataset[v] = _canonical(dataset[v], self._spatial)
+        self._ds = dataset
+        self._variables = tuple(fields)
+
+    # ------------------------------------------------------------------ files
+    @classmethod
+    def open(cls, path: str | os.PathLike, variables: Sequence[str] | None = None) -> FieldDataset:
+        """Open NetCDF (.nc), HDF5 (NetCDF4 or PDEBench layout) or Zarr (.zarr)."""
+        from sciml_diffusion.fields.io import open_dataset
+
+        return cls(open_dataset(path), variables=variables)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write to ``path`` atomically (format from the suffix: .nc, .h5/.hdf5, .zarr)."""
+        from sciml_diffusion.fields.io import save_dataset
+
+        save_dataset(self._ds, path)
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def xarray(self) -> xr.Dataset:
+        """The underlying ``xarray.Dataset``."""
+        return self._ds
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Names of the field variables, in dataset order."""
+        return self._variables
+
+    @property
+    def spatial_dims(self) -> tuple[str, ...]:
+        """Spatial dim names in CF order."""
+        return self._spatial
+
+    @property
+    def grid(self) -> Grid:
+        """The :class:`Grid` of the spatial dims."""
+        return Grid.from_xarray(self._ds, axes=self._spatial)
+
+    @property
+    def has_time(self) -> bool:
+        """Whether field variables carry a ``time`` dim."""
+        return any("time" in self._ds[v].dims for v in self._variables)
+
+    def __len__(self) -> int:
+        return int(self._ds.sizes.get("sample", 1))
+
+    def __repr__(self) -> str:
+        return f"FieldDataset(variables={list(self._variables)}, samples={len(self)}, {self.grid})"
+
+    def isel(self, **indexers) -> FieldDataset:
+        """Index along dims (``sample=...``, ``time=...``) as ``xarray.Dataset.isel``."""
+        return FieldDataset(self._ds.isel(**indexers), variables=self._variables)
+
+    # ------------------------------------------------------------------ tensors
+    def to_tensor(
+        self, variables: Sequence[str] | None = None, dtype=torch.float32, device=None
+    ) -> torch.Tensor:
+        """Fields as ``(B, C, *spatial)`` or ``(B, T, C, *spatial)``, NaN replaced by 0.
+
+        ``B = 1`` where the data set has no ``sample`` dim.
+        """
+        values = self._stacked(variables)
+        return torch.as_tensor(np.nan_to_num(values, nan=0.0), dtype=dtype, device=device)
+
+    def mask(self, variables: Sequence[str] | None = None, device=None) -> torch.Tensor:
+        """Bool tensor shaped like :meth:`to_tensor`: True where data exist (not NaN)."""
+        return torch.as_tensor(~np.isnan(self._stacked(variables)), device=device)
+
+    def _stacked(self, variables) -> np.ndarray:
+        variables = self._select(variables)
+        leading = self._leading_dims(variables)
+        arrays = []
+        for v in variables:
+            arr = self._ds[v]
+            missing = [d for d in leading if d not in arr.dims]
+            if missing:
+                raise ValueError(
+                    f"variable {v!r} lacks dims {missing} that {list(variables)} share; "
+                    "ask for variables with the same dims, or broadcast it first"
+                )
+            arrays.append(np.asarray(arr.transpose(*leading, *self._spatial).values, np.float64))
+        out = np.stack(arrays, axis=len(leading))
+        return out if "sample" in leading else out[None]
+
+    def _leading_dims(self, variables) -> list[str]:
+        dims = set()
+        for v in variables:
+            extra = [d for d in self._ds[v].dims if d not in (*LEADING_DIMS, *self._spatial)]
+            if extra:
+                raise ValueError(
+                    f"variable {v!r} has dims {extra} beyond sample/time/space; select them "
+                    f"first, e.g. dataset.isel({extra[0]}=0)"
+                )
+            dims.update(self._ds[v].dims)
+        return [d for d in LEADING_DIMS if d in dims]
+
+    def _select(self, variables) -> list[str]:
+        if variables is None:
+            return list(self._variables)
+        variables = _as_list(variables)
+        _check_variables(variables, self._variables)
+        return variables
+
+    @classmethod
+    def from_tensor(
+        cls,
+        tensor: torch.Tensor,
+        variables: Sequence[str] | None = None,
+        grid: Grid | None = None,
+        like: FieldDataset | None = None,
+        time: Sequence | np.ndarray | None = None,
+        attrs: dict | None = None,
+    ) -> FieldDataset:
+        """Build a data set from ``(B, C, *spatial)`` or ``(B, T, C, *spatial)``.
+
+        Coordinates come from ``grid`` (default ``like.grid``); variable names and
+        attributes, the sample and time coordinates and the global attributes are taken
+        from ``like`` where they fit.
+        """
+        grid = grid if grid is not None else (like.grid if like is not None else None)
+        if grid is None:
+            raise ValueError("pass grid= (or like=) so the field gets physical coordinates")
+        variables = _as_list(variables) if variables is not None else None
+        if variables is None and like is not None:
+            variables = list(like.variables)
+        values = torch.as_tensor(tensor).detach().to("cpu", torch.float64).numpy()
+        lead = values.ndim - grid.ndim - 1
+        if lead not in (1, 2) or values.shape[-grid.ndim :] != grid.shape:
+            raise ValueError(
+                f"tensor of shape {values.shape} is not (B, C, *{grid.shape}) or "
+                f"(B, T, C, *{grid.shape})"
+            )
+        if variables is None or len(variables) != values.shape[lead]:
+            raise ValueError(
+                f"tensor has {values.shape[lead]} channels but variables={variables}; "
+                "name one variable per channel"
+            )
+        dims = ("sample", "time")[:lead]
+        coords = dict(grid.xarray_coords())
+        coords["sample"] = _leading_coord(like, "sample", values.shape[0])
+        if lead == 2:
+            coords["time"] = _time_coord(like, time, values.shape[1])
+        data = {}
+        for c, name in enumerate(variables):
+            var_attrs = dict(like.xarray[name].attrs) if like is not None and name in like.xarray else {}
+            data[name] = (
+                (*dims, *grid.axes),
+                np.take(values, c, axis=lead).astype(np.float32),
+                var_attrs,
+            )
+        ds_attrs = dict(like.xarray.attrs) if like is not None else {}
+        ds_attrs.update(attrs or {})
+        return cls(xr.Dataset(data, coords=coords, attrs=ds_attrs))
+
+    # ------------------------------------------------------------------ splits
+    def split(self, fractions: Sequence[float], seed: int = 0) -> list[FieldDataset]:
+        """Random disjoint splits along ``sample`` with the given fractions (sum <= 1)."""
+        fractions = [float(f) for f in fractions]
+        if any(f < 0 for f in fractions) or sum(fractions) > 1 + 1e-9:
+            raise ValueError(f"fractions must be >= 0 and sum to at most 1, got {fractions}")
+        if "sample" not in self._ds.dims:
+            raise ValueError("this data set has no 'sample' dim to split along")
+        n = self._ds.sizes["sample"]
+        order = np.random.default_rng(seed).permutation(n)
+        edges = np.round(np.cumsum([0.0, *fractions]) * n).astype(int)
+        return [self.isel(sample=np.sort(order[a:b])) for a, b in zip(edges[:-1], edges[1:])]
+
+    # ------------------------------------------------------------------ summary
+    def describe(self) -> str:
+        """A human-readable summary: dims, grid, variables, NaN fraction, value ranges."""
+        ds = self._ds
+        lines = [f"dims: {', '.join(f'{d}={n}' for d, n in ds.sizes.items())}", f"grid: {self.grid}"]
+        if "time" in ds.coords:
+            t = ds["time"].values
+            lines.append(f"time: {t.size} steps from {t[0]} to {t[-1]}")
+        lines.append("variables:")
+        for v in self._variables:
+            arr = np.asarray(ds[v].values, dtype=np.float64)
+            nan = float(np.isnan(arr).mean())
+            units = ds[v].attrs.get("units", "")
+            if nan < 1:
+                lo, hi = np.nanmin(arr), np.nanmax(arr)
+                mean, std = np.nanmean(arr), np.nanstd(arr)
+                stats = f"min={lo:.4g} max={hi:.4g} mean={mean:.4g} std={std:.4g}"
+            else:
+                stats = "all NaN"
+            unit = f" [{units}]" if units else ""
+            lines.append(
+                f"  {v}{unit} dims={list(ds[v].dims)} nan={nan:.2%} {stats}"
+            )
+        return "\n".join(lines)
+
+
+def _canonical(arr: xr.DataArray, spatial: tuple[str, ...]) -> xr.DataArray:
+    leading = [d for d in LEADING_DIMS if d in arr.dims]
+    middle = [d for d in arr.dims if d not in leading and d not in spatial]
+    return arr.transpose(*leading, *middle, *spatial)
+
+
+def _leading_coord(like, dim: str, size: int):
+    if like is not None and dim in like.xarray.coords and like.xarray.sizes.get(dim) == size:
+        return (dim, like.xarray[dim].values, dict(like.xarray[dim].attrs))
+    return (dim, np.arange(size))
+
+
+def _time_coord(like, time, size: int):
+    if time is not None:
+        time = np.asarray(time)
+        if time.shape != (size,):
+            raise ValueError(f"time has shape {time.shape}, the tensor has {size} time steps")
+        return ("time", time)
+    return _leading_coord(like, "time", size)
+
+
+def _as_list(variables) -> list[str]:
+    return [variables] if isinstance(variables, str) else list(variables)
+
+
+def _check_variables(requested: Sequence[str], available: Sequence[str]) -> None:
+    missing = [v for v in requested if v not in available]
+    if missing:
+        raise ValueError(
+            f"variable(s) {missing} not in the data set; available field variables: "
+            f"{list(available)}"
+        )

@@ -1,0 +1,226 @@
+"""Reading and writing field data sets: NetCDF (h5netcdf), HDF5 (PDEBench layout), Zarr.
+
+- ``.nc`` / ``.nc4`` / ``.h5`` / ``.hdf5`` written by this package or any NetCDF4 tool
+  open through xarray's ``h5netcdf`` engine; classic NetCDF3 files through ``scipy``.
+- HDF5 files in the PDEBench layout (flat arrays ``tensor``, ``nu``, ``density``, ... with
+  ``x-coordinate``, ``y-coordinate``, ``t-coordinate``; or one group per sample holding
+  ``data`` and ``grid/x``, ``grid/t``) are read with h5py, and their anonymous ("phony")
+  dims get the names ``sample, time, x, y, z``.
+- ``.zarr`` stores need the ``zarr`` extra (``pip install "sciml-diffusion[zarr]"``).
+
+Every write goes to a temporary file beside the target and is renamed into place, so an
+interrupted save never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import xarray as xr
+
+__all__ = ["open_dataset", "save_dataset", "atomic_path"]
+
+_NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+_ZARR_SUFFIXES = (".zarr",)
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_PDEBENCH_COORDS = {"x-coordinate": "x", "y-coordinate": "y", "z-coordinate": "z"}
+
+
+def open_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Open a field file as an ``xarray.Dataset`` (format from suffix and magic bytes)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in _ZARR_SUFFIXES or (path.is_dir() and (path / ".zgroup").exists()):
+        return _open_zarr(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a NetCDF/HDF5 file or a .zarr store")
+    with open(path, "rb") as handle:
+        magic = handle.read(8)
+    if magic[:3] == b"CDF":
+        return xr.open_dataset(path, engine="scipy")
+    if magic == _HDF5_MAGIC:
+        return _open_hdf5(path)
+    raise ValueError(
+        f"cannot read {path}: not NetCDF, HDF5 or Zarr (known suffixes: "
+        f"{', '.join(_NETCDF_SUFFIXES + _HDF5_SUFFIXES + _ZARR_SUFFIXES)})"
+    )
+
+
+def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> None:
+    """Write ``ds`` to ``path`` atomically; .nc/.h5/.hdf5 as NetCDF4, .zarr as Zarr."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _NETCDF_SUFFIXES + _HDF5_SUFFIXES + _ZARR_SUFFIXES:
+        raise ValueError(
+            f"unknown format for {path}: use a .nc (NetCDF4), .h5/.hdf5 (NetCDF4 in HDF5) "
+            "or .zarr path"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = _clean_attrs(ds)
+    if suffix in _ZARR_SUFFIXES:
+        _save_zarr(ds, path)
+        return
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+
+
+class atomic_path:  # noqa: N801 - used as a context manager, like open()
+    """Context manager giving a temporary path beside ``path``, renamed onto it on success."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        elif self.tmp.exists():
+            self.tmp.unlink()
+
+
+# ---------------------------------------------------------------------- HDF5
+def _open_hdf5(path: Path) -> xr.Dataset:
+    with h5py.File(path, "r") as f:
+        netcdf = "_NCProperties" in f.attrs or any(
+            isinstance(obj, h5py.Dataset) and "DIMENSION_LIST" in obj.attrs
+            for obj in f.values()
+        )
+        if not netcdf:
+            return _read_pdebench(f, path)
+    return xr.open_dataset(path, engine="h5netcdf")
+
+
+def _read_pdebench(f: h5py.File, path: Path) -> xr.Dataset:
+    if any(name in f for name in _PDEBENCH_COORDS):
+        return _pdebench_flat(f)
+    groups = [k for k in f if isinstance(f[k], h5py.Group) and "data" in f[k]]
+    if groups:
+        return _pdebench_grouped(f, sorted(groups))
+    raise ValueError(
+        f"{path} is HDF5 but neither NetCDF4 nor the PDEBench layout (no 'x-coordinate' "
+        "array and no per-sample groups with 'data'); found keys: "
+        f"{list(f.keys())[:10]}"
+    )
+
+
+def _pdebench_flat(f: h5py.File) -> xr.Dataset:
+    coords = {
+        axis: (axis, np.asarray(f[name]), {"axis": axis.upper()})
+        for name, axis in _PDEBENCH_COORDS.items()
+        if name in f
+    }
+    space = [axis for axis in ("x", "y", "z") if axis in coords]
+    sizes = [coords[a][1].size for a in space]
+    t = np.asarray(f["t-coordinate"]) if "t-coordinate" in f else None
+    data = {}
+    for name, obj in f.items():
+        if name in _PDEBENCH_COORDS or name == "t-coordinate" or not isinstance(obj, h5py.Dataset):
+            continue
+        arr = np.asarray(obj)
+        if arr.ndim < len(space) + 1 or list(arr.shape[-len(space) :]) != sizes:
+            continue
+        middle = arr.shape[1 : arr.ndim - len(space)]
+        if len(middle) == 1 and middle[0] == 1:
+            arr, middle = arr[:, 0], ()
+        if len(middle) > 1:
+            raise ValueError(f"PDEBench array {name!r} of shape {arr.shape} has unknown dims")
+        dims = ("sample", "time")[: 1 + len(middle)]
+        data[name] = ((*dims, *space), arr)
+        if middle and "time" not in coords:
+            steps = middle[0]
+            times = t[:steps] if t is not None and t.size >= steps else np.arange(steps)
+            coords["time"] = ("time", times)
+    attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _pdebench_grouped(f: h5py.File, groups: list[str]) -> xr.Dataset:
+    first = f[groups[0]]
+    grid = first.get("grid", {})
+    space = [a for a in ("x", "y", "z") if a in grid]
+    data = np.stack([np.asarray(f[g]["data"]) for g in groups])  # (N, T, *space, C)
+    if data.ndim != len(space) + 3:
+        raise ValueError(
+            f"PDEBench group data of shape {data.shape[1:]} does not match (time, "
+            f"{', '.join(space)}, channel)"
+        )
+    coords = {a: (a, np.asarray(grid[a]), {"axis": a.upper()}) for a in space}
+    times = np.asarray(grid["t"]) if "t" in grid else np.arange(data.shape[1])
+    coords["time"] = ("time", times[: data.shape[1]])
+    coords["sample"] = ("sample", np.arange(len(groups)))
+    variables = {
+        f"u{c}" if data.shape[-1] > 1 else "u": (("sample", "time", *space), data[..., c])
+        for c in range(data.shape[-1])
+    }
+    return xr.Dataset(variables, coords=coords)
+
+
+def _attr_value(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.item()
+    return value
+
+
+def _clean_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """Drop attributes NetCDF cannot store (None) and turn bools into ints."""
+    ds = ds.copy()
+
+    def fix(attrs):
+        out = {}
+        for key, value in attrs.items():
+            if value is None:
+                continue
+            out[key] = int(value) if isinstance(value, (bool, np.bool_)) else value
+        return out
+
+    ds.attrs = fix(ds.attrs)
+    for name in ds.variables:
+        ds[name].attrs = fix(ds[name].attrs)
+    return ds
+
+
+# ---------------------------------------------------------------------- Zarr
+def _require_zarr():
+    try:
+        import zarr  # noqa: F401
+    except ImportError as error:
+        raise ValueError(
+            'reading or writing Zarr needs the zarr package: pip install "sciml-diffusion[zarr]"'
+        ) from error
+
+
+def _open_zarr(path: Path) -> xr.Dataset:
+    _require_zarr()
+    return xr.open_zarr(path, consolidated=False)
+
+
+def _save_zarr(ds: xr.Dataset, path: Path) -> None:
+    _require_zarr()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        ds.to_zarr(tmp, mode="w", consolidated=False)
+        backup = None
+        if path.exists():
+            backup = path.with_name(f".{path.name}.old")
+            os.replace(path, backup)
+        os.replace(tmp, path)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
