@@ -58,6 +58,10 @@ def _sample(args: argparse.Namespace) -> None:
     if args.plot:
         from sciml_diffusion.plot import plot_fields
 
-        plot_fields(dataset, samples=min(args.samples, 4), path=args.plot,
-                    title=f"GRF alpha={args.alpha} tau={args.tau} ({args.boundary})")
+        plot_fields(
+            dataset,
+            samples=min(args.samples, 4),
+            path=args.plot,
+            title=f"GRF alpha={args.alpha} tau={args.tau} ({args.boundary})",
+        )
         print(f"wrote {args.plot}")

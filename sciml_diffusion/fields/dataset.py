@@ -276,7 +276,9 @@ class FieldDataset:
             coords["time"] = _time_coord(like, time, values.shape[1])
         data = {}
         for c, name in enumerate(variables):
-            var_attrs = dict(like.xarray[name].attrs) if like is not None and name in like.xarray else {}
+            var_attrs = (
+                dict(like.xarray[name].attrs) if like is not None and name in like.xarray else {}
+            )
             data[name] = (
                 (*dims, *grid.axes),
                 np.take(values, c, axis=lead).astype(np.float32),
@@ -303,7 +305,10 @@ class FieldDataset:
     def describe(self) -> str:
         """A human-readable summary: dims, grid, variables, NaN fraction, value ranges."""
         ds = self._ds
-        lines = [f"dims: {', '.join(f'{d}={n}' for d, n in ds.sizes.items())}", f"grid: {self.grid}"]
+        lines = [
+            f"dims: {', '.join(f'{d}={n}' for d, n in ds.sizes.items())}",
+            f"grid: {self.grid}",
+        ]
         if "time" in ds.coords:
             t = ds["time"].values
             lines.append(f"time: {t.size} steps from {t[0]} to {t[-1]}")
@@ -319,9 +324,7 @@ class FieldDataset:
             else:
                 stats = "all NaN"
             unit = f" [{units}]" if units else ""
-            lines.append(
-                f"  {v}{unit} dims={list(ds[v].dims)} nan={nan:.2%} {stats}"
-            )
+            lines.append(f"  {v}{unit} dims={list(ds[v].dims)} nan={nan:.2%} {stats}")
         return "\n".join(lines)
 
 

@@ -182,17 +182,20 @@ class GaussianRandomField:
 
     def apply_sqrt(self, white: torch.Tensor, grid: Grid) -> torch.Tensor:
         """``C^{1/2} w``: turn white noise ``(..., *grid.shape)`` into a field sample."""
+        _check_shape(white, grid)
         s = self.spectrum(grid, device=white.device, dtype=white.dtype)
         return self.from_modes(white * s.sqrt(), grid)
 
     def apply_inverse_sqrt(self, field: torch.Tensor, grid: Grid) -> torch.Tensor:
         """``C^{-1/2} u``: whiten a field ``(..., *grid.shape)`` (0 on null modes)."""
+        _check_shape(field, grid)
         s = self.spectrum(grid, device=field.device, dtype=field.dtype)
         inv = torch.where(s > 0, s.clamp_min(torch.finfo(s.dtype).tiny).rsqrt(), 0)
         return self.to_modes(field, grid) * inv
 
     def apply_covariance(self, field: torch.Tensor, grid: Grid, power: float = 1.0):
         """``C^p u`` in the mode basis (``power=-1`` applies the precision, 0 on null modes)."""
+        _check_shape(field, grid)
         s = self.spectrum(grid, device=field.device, dtype=field.dtype)
         scale = torch.where(s > 0, s.clamp_min(torch.finfo(s.dtype).tiny) ** power, 0)
         return self.from_modes(self.to_modes(field, grid) * scale, grid)
@@ -287,6 +290,9 @@ def _dct1_synthesis(c: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _dct1_analysis(u: torch.Tensor, dim: int) -> torch.Tensor:
-    """Inverse of :func:`_dct1_synthesis`: ``c = sqrt(2/M) W DCT1(u) / 2``, ``W = diag(1/2,1..,1/2)``."""
+    """Inverse of :func:`_dct1_synthesis`: ``c = sqrt(2/M) W DCT1(u) / 2``.
+
+    ``W = diag(1/2, 1, ..., 1, 1/2)`` are the end-point weights.
+    """
     M = u.shape[dim] - 1
     return _dct1(u, dim) * _end_weights(u, dim, 0.5) * (0.5 * math.sqrt(2.0 / M))

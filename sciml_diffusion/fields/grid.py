@@ -248,11 +248,15 @@ class Grid:
             self.axes == other.axes
             and self.periodic == other.periodic
             and self.shape == other.shape
-            and all(np.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(self.coords, other.coords))
+            and all(
+                np.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(self.coords, other.coords)
+            )
         )
 
     def __hash__(self) -> int:
-        return hash((self.axes, self.periodic, self.shape, tuple(float(c[0]) for c in self.coords)))
+        return hash(
+            (self.axes, self.periodic, self.shape, tuple(float(c[0]) for c in self.coords))
+        )
 
     def __repr__(self) -> str:
         parts = [
@@ -273,7 +277,9 @@ class Grid:
     @classmethod
     def from_dict(cls, data: Mapping) -> Grid:
         """Inverse of :meth:`to_dict`."""
-        return cls(data["coords"], axes=data["axes"], periodic=data["periodic"], units=data["units"])
+        return cls(
+            data["coords"], axes=data["axes"], periodic=data["periodic"], units=data["units"]
+        )
 
 
 def resample(field: torch.Tensor, source: Grid, target: Grid) -> torch.Tensor:
@@ -330,9 +336,9 @@ def _resample_spectral(x: torch.Tensor, dim: int, m: int) -> torch.Tensor:
     if k % 2 == 0:  # the Nyquist frequency of the smaller grid
         nyq = k // 2
         if m < n:  # fold +/- Nyquist of the fine grid into one bin
-            out[idx(slice(nyq, nyq + 1))] = spec[idx(slice(nyq, nyq + 1))] + spec[
-                idx(slice(n - nyq, n - nyq + 1))
-            ]
+            out[idx(slice(nyq, nyq + 1))] = (
+                spec[idx(slice(nyq, nyq + 1))] + spec[idx(slice(n - nyq, n - nyq + 1))]
+            )
         else:  # split the coarse Nyquist bin evenly between +/- Nyquist
             out[idx(slice(nyq, nyq + 1))] = 0.5 * spec[idx(slice(nyq, nyq + 1))]
             out[idx(slice(m - nyq, m - nyq + 1))] = 0.5 * spec[idx(slice(nyq, nyq + 1))]

@@ -79,7 +79,9 @@ class atomic_path:  # noqa: N801 - used as a context manager, like open()
         self.path = Path(path)
 
     def __enter__(self) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
         os.close(fd)
         self.tmp = Path(name)
         return self.tmp
@@ -95,8 +97,7 @@ class atomic_path:  # noqa: N801 - used as a context manager, like open()
 def _open_hdf5(path: Path) -> xr.Dataset:
     with h5py.File(path, "r") as f:
         netcdf = "_NCProperties" in f.attrs or any(
-            isinstance(obj, h5py.Dataset) and "DIMENSION_LIST" in obj.attrs
-            for obj in f.values()
+            isinstance(obj, h5py.Dataset) and "DIMENSION_LIST" in obj.attrs for obj in f.values()
         )
         if not netcdf:
             return _read_pdebench(f, path)

@@ -56,9 +56,9 @@ class Observations:
         self.coords = coords
         self.variables = tuple([variables] if isinstance(variables, str) else variables)
         self.noise_std = float(noise_std)
-        self.axes = tuple(axes) if axes is not None else Grid(
-            [np.arange(2.0)] * coords.shape[1]
-        ).axes
+        self.axes = (
+            tuple(axes) if axes is not None else Grid([np.arange(2.0)] * coords.shape[1]).axes
+        )
         self.values = None if values is None else self._check_values(values)
 
     def _check_values(self, values) -> torch.Tensor:
@@ -77,7 +77,9 @@ class Observations:
         return len(self.coords)
 
     def __repr__(self) -> str:
-        cases = "" if self.values is None or self.values.ndim == 2 else f", {len(self.values)} cases"
+        cases = (
+            "" if self.values is None or self.values.ndim == 2 else f", {len(self.values)} cases"
+        )
         return (
             f"Observations({len(self)} sensors, variables={list(self.variables)}, "
             f"noise_std={self.noise_std}{cases})"
@@ -104,7 +106,9 @@ class Observations:
             raise ValueError("give exactly one of count= or fraction=")
         grid = source.grid if isinstance(source, FieldDataset) else source
         if not isinstance(grid, Grid):
-            raise ValueError(f"source must be a FieldDataset or a Grid, got {type(source).__name__}")
+            raise ValueError(
+                f"source must be a FieldDataset or a Grid, got {type(source).__name__}"
+            )
         if fraction is not None:
             if not 0 < fraction <= 1:
                 raise ValueError(f"fraction must be in (0, 1], got {fraction}")
@@ -113,7 +117,9 @@ class Observations:
         if isinstance(source, FieldDataset):
             variables = list(variables) if variables is not None else list(source.variables)
             if source.has_time:
-                raise ValueError("observations are taken at one time: select it first, isel(time=k)")
+                raise ValueError(
+                    "observations are taken at one time: select it first, isel(time=k)"
+                )
             fields = source.to_tensor(variables)
             valid = source.mask(variables).flatten(-grid.ndim).all(dim=0).all(dim=0).numpy()
         elif variables is None:
@@ -141,7 +147,8 @@ class Observations:
         axes = [
             name
             for name in ds.variables
-            if ds[name].dims == ("sensor",) and _axis_letter(ds, name) is not None
+            if ds[name].dims == ("sensor",)
+            and _axis_letter(ds, name) is not None
             and (name in ds.coords or name in ds.data_vars)
         ]
         order = {"Z": 0, "Y": 1, "X": 2}
@@ -166,8 +173,10 @@ class Observations:
 
     def to_xarray(self) -> xr.Dataset:
         """A data set with dim ``sensor`` (and ``sample`` for several cases)."""
-        coords = {a: ("sensor", self.coords[:, i], {"axis": _cf_letter(a, i, len(self.axes))})
-                  for i, a in enumerate(self.axes)}
+        coords = {
+            a: ("sensor", self.coords[:, i], {"axis": _cf_letter(a, i, len(self.axes))})
+            for i, a in enumerate(self.axes)
+        }
         data = {}
         if self.values is not None:
             dims = ("sensor",) if self.values.ndim == 2 else ("sample", "sensor")
