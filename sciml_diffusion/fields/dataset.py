@@ -54,6 +54,8 @@ _STANDARD_NAME_AXIS = {
     "model_level_number": "Z",
 }
 _CF_ORDER = {"Z": 0, "Y": 1, "X": 2}
+#: global attribute recording the field variable order (some stores, e.g. Zarr, lose it)
+_ORDER_ATTR = "field_variables"
 
 
 def _axis_letter(obj, dim: str) -> str | None:
@@ -120,6 +122,7 @@ class FieldDataset:
             raise ValueError(f"FieldDataset wraps an xarray.Dataset, got {type(dataset).__name__}")
         self._spatial = spatial_dims(dataset)
         fields = [v for v in dataset.data_vars if set(self._spatial) <= set(dataset[v].dims)]
+        fields = _stored_order(fields, dataset.attrs.get(_ORDER_ATTR))
         if variables is not None:
             variables = _as_list(variables)
             _check_variables(variables, fields)
@@ -147,7 +150,9 @@ class FieldDataset:
         """Write to ``path`` atomically (format from the suffix: .nc, .h5/.hdf5, .zarr)."""
         from sciml_diffusion.fields.io import save_dataset
 
-        save_dataset(self._ds, path)
+        ds = self._ds.copy()
+        ds.attrs[_ORDER_ATTR] = ",".join(self._variables)
+        save_dataset(ds, path)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -347,6 +352,12 @@ def _time_coord(like, time, size: int):
             raise ValueError(f"time has shape {time.shape}, the tensor has {size} time steps")
         return ("time", time)
     return _leading_coord(like, "time", size)
+
+
+def _stored_order(fields: list[str], stored) -> list[str]:
+    """``fields`` in the order recorded at save time, where that names the same set."""
+    order = str(stored).split(",") if stored else []
+    return order if sorted(order) == sorted(fields) else fields
 
 
 def _as_list(variables) -> list[str]:
