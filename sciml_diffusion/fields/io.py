@@ -88,6 +88,9 @@ class atomic_path:  # noqa: N801 - used as a context manager, like open()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give a normal file's mode
             os.replace(self.tmp, self.path)
         elif self.tmp.exists():
             self.tmp.unlink()
