@@ -192,7 +192,7 @@ class Grid:
 
     def mesh(self, dtype=torch.float32, device=None) -> torch.Tensor:
         """Node coordinates as a tensor of shape ``(ndim, *shape)``."""
-        axes = [torch.as_tensor(c, dtype=dtype, device=device) for c in self.coords]
+        axes = [torch.tensor(c, dtype=dtype, device=device) for c in self.coords]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"))
 
     def xarray_coords(self) -> dict:
