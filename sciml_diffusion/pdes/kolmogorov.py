@@ -29,15 +29,13 @@ import math
 import torch
 
 from sciml_diffusion.fields import GaussianRandomField, Grid
-from sciml_diffusion.pdes.base import Variable, check_positive, unpack_fields
-from sciml_diffusion.pdes.evolution import EvolutionProblem
-from sciml_diffusion.pdes.spectral import check_periodic_grid
-from sciml_diffusion.pdes.vorticity import VorticityEquation
+from sciml_diffusion.pdes.base import Variable, check_positive
+from sciml_diffusion.pdes.vorticity import VorticityEquation, VorticityProblem
 
 __all__ = ["Kolmogorov"]
 
 
-class Kolmogorov(EvolutionProblem):
+class Kolmogorov(VorticityProblem):
     """Forced 2-D turbulence with forcing ``sin(n y)`` on the periodic box ``[0, 2 pi)^2``.
 
     Parameters
@@ -114,7 +112,7 @@ class Kolmogorov(EvolutionProblem):
         return Grid.regular((resolution, resolution), lengths=2 * math.pi, periodic=True)
 
     def check_grid(self, grid: Grid) -> None:
-        check_periodic_grid(grid, 2, self.name)
+        super().check_grid(grid)
         ny = grid.shape[0]
         if self.wavenumber > (ny - 1) // 3:
             raise ValueError(
@@ -134,34 +132,5 @@ class Kolmogorov(EvolutionProblem):
             grid, self.viscosity, forcing, drag=self.drag, device=device, dtype=dtype
         )
 
-    def initial_condition(self, grid: Grid, generator: torch.Generator) -> torch.Tensor:
-        return self.grf.sample(grid, 1, generator=generator, dtype=torch.float64)[0]
-
     def trajectory_fields(self, trajectory: torch.Tensor) -> dict:
         return {"vorticity": trajectory}
-
-    def residual(self, fields, grid: Grid, interval: float | None = None) -> torch.Tensor:
-        """Integrating-factor Crank–Nicolson residual of vorticity trajectories.
-
-        Parameters
-        ----------
-        fields : torch.Tensor (B, T, 1, ny, nx) or mapping ``{"vorticity": (B, T, ny, nx)}``
-            Vorticity at ``T >= 2`` equally spaced times.
-        grid : Grid
-            The periodic grid of the fields.
-        interval : float, optional
-            Time between frames (default ``final_time / steps``).
-
-        Returns
-        -------
-        torch.Tensor (B, T - 1, ny, nx)
-        """
-        self.check_grid(grid)
-        w = unpack_fields(fields, ("vorticity",), grid.ndim)["vorticity"]
-        if w.ndim != 4 or w.shape[1] < 2:
-            raise ValueError(
-                f"vorticity of shape {tuple(w.shape)} is not a trajectory (B, T >= 2, ny, nx)"
-            )
-        equation = self.equation(grid, device=w.device, dtype=w.dtype)
-        interval = self.interval if interval is None else check_positive("interval", interval)
-        return equation.residual(w, interval)

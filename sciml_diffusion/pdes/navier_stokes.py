@@ -30,15 +30,13 @@ import math
 import torch
 
 from sciml_diffusion.fields import GaussianRandomField, Grid
-from sciml_diffusion.pdes.base import Variable, check_positive, unpack_fields
-from sciml_diffusion.pdes.evolution import EvolutionProblem
-from sciml_diffusion.pdes.spectral import check_periodic_grid
-from sciml_diffusion.pdes.vorticity import VorticityEquation
+from sciml_diffusion.pdes.base import Variable, check_positive
+from sciml_diffusion.pdes.vorticity import VorticityEquation, VorticityProblem
 
 __all__ = ["NavierStokes"]
 
 
-class NavierStokes(EvolutionProblem):
+class NavierStokes(VorticityProblem):
     """Forced 2-D Navier–Stokes (vorticity form) on the periodic unit square.
 
     Parameters
@@ -99,9 +97,6 @@ class NavierStokes(EvolutionProblem):
         """The periodic unit square with ``resolution`` nodes per axis."""
         return Grid.regular((resolution, resolution), lengths=1.0, periodic=True)
 
-    def check_grid(self, grid: Grid) -> None:
-        check_periodic_grid(grid, 2, self.name)
-
     def forcing_field(self, grid: Grid, device=None, dtype=torch.float64) -> torch.Tensor:
         """``forcing * (sin 2pi(x+y) + cos 2pi(x+y))`` at the nodes, ``(ny, nx)``."""
         y, x = grid.mesh(dtype=dtype, device=device)
@@ -112,34 +107,5 @@ class NavierStokes(EvolutionProblem):
         forcing = self.forcing_field(grid, device, dtype) if self.forcing != 0 else None
         return VorticityEquation(grid, self.viscosity, forcing, device=device, dtype=dtype)
 
-    def initial_condition(self, grid: Grid, generator: torch.Generator) -> torch.Tensor:
-        return self.grf.sample(grid, 1, generator=generator, dtype=torch.float64)[0]
-
     def trajectory_fields(self, trajectory: torch.Tensor) -> dict:
         return {"w0": trajectory[:, 0], "wT": trajectory[:, -1], "vorticity": trajectory}
-
-    def residual(self, fields, grid: Grid, interval: float | None = None) -> torch.Tensor:
-        """Integrating-factor Crank–Nicolson residual of vorticity trajectories.
-
-        Parameters
-        ----------
-        fields : torch.Tensor (B, T, 1, ny, nx) or mapping ``{"vorticity": (B, T, ny, nx)}``
-            Vorticity at ``T >= 2`` equally spaced times.
-        grid : Grid
-            The periodic grid of the fields.
-        interval : float, optional
-            Time between frames (default ``final_time / steps``).
-
-        Returns
-        -------
-        torch.Tensor (B, T - 1, ny, nx)
-        """
-        self.check_grid(grid)
-        w = unpack_fields(fields, ("vorticity",), grid.ndim)["vorticity"]
-        if w.ndim != 4 or w.shape[1] < 2:
-            raise ValueError(
-                f"vorticity of shape {tuple(w.shape)} is not a trajectory (B, T >= 2, ny, nx)"
-            )
-        equation = self.equation(grid, device=w.device, dtype=w.dtype)
-        interval = self.interval if interval is None else check_positive("interval", interval)
-        return equation.residual(w, interval)

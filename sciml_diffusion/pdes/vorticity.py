@@ -41,9 +41,16 @@ import warnings
 import torch
 
 from sciml_diffusion.fields import Grid
-from sciml_diffusion.pdes.spectral import RK4_IMAGINARY_LIMIT, SpectralGrid, lawson_rk4_step
+from sciml_diffusion.pdes.base import check_positive, unpack_fields
+from sciml_diffusion.pdes.evolution import EvolutionProblem
+from sciml_diffusion.pdes.spectral import (
+    RK4_IMAGINARY_LIMIT,
+    SpectralGrid,
+    check_periodic_grid,
+    lawson_rk4_step,
+)
 
-__all__ = ["VorticityEquation"]
+__all__ = ["VorticityEquation", "VorticityProblem"]
 
 
 class VorticityEquation:
@@ -173,3 +180,43 @@ class VorticityEquation:
         tendency = (second - decay * first) / interval
         explicit = 0.5 * (self.nonlinear(second) + decay * self.nonlinear(first))
         return self.inverse(tendency - explicit)
+
+
+class VorticityProblem(EvolutionProblem):
+    """Base of the periodic 2-D vorticity problems (Navier–Stokes, Kolmogorov flow).
+
+    Subclasses set ``self.grf`` (the initial-vorticity field) and implement ``equation``
+    and ``trajectory_fields``; the initial condition and the residual are shared.
+    """
+
+    def check_grid(self, grid: Grid) -> None:
+        check_periodic_grid(grid, 2, self.name)
+
+    def initial_condition(self, grid: Grid, generator: torch.Generator) -> torch.Tensor:
+        return self.grf.sample(grid, 1, generator=generator, dtype=torch.float64)[0]
+
+    def residual(self, fields, grid: Grid, interval: float | None = None) -> torch.Tensor:
+        """Integrating-factor Crank–Nicolson residual of vorticity trajectories.
+
+        Parameters
+        ----------
+        fields : torch.Tensor (B, T, 1, ny, nx) or mapping ``{"vorticity": (B, T, ny, nx)}``
+            Vorticity at ``T >= 2`` equally spaced times.
+        grid : Grid
+            The periodic grid of the fields.
+        interval : float, optional
+            Time between frames (default ``final_time / steps``).
+
+        Returns
+        -------
+        torch.Tensor (B, T - 1, ny, nx)
+        """
+        self.check_grid(grid)
+        w = unpack_fields(fields, ("vorticity",), grid.ndim)["vorticity"]
+        if w.ndim != 4 or w.shape[1] < 2:
+            raise ValueError(
+                f"vorticity of shape {tuple(w.shape)} is not a trajectory (B, T >= 2, ny, nx)"
+            )
+        equation = self.equation(grid, device=w.device, dtype=w.dtype)
+        interval = self.interval if interval is None else check_positive("interval", interval)
+        return equation.residual(w, interval)
