@@ -7,7 +7,7 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: pages whose every ```python block must run (blocks marked `# doctest: skip` are shown only)
-PAGES = ["fields.md"]
+PAGES = ["fields.md", "latent_sde.md"]
 
 
 def blocks(page):
@@ -20,5 +20,6 @@ def test_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runnable = [b for b in blocks(page) if "sst.nc" not in b]
     assert runnable, f"{page} has no runnable example"
-    for block in runnable:
-        exec(compile(block, f"{page}", "exec"), {})
+    namespace: dict = {}
+    for block in runnable:  # a page reads top to bottom: later blocks use earlier names
+        exec(compile(block, f"{page}", "exec"), namespace)

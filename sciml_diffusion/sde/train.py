@@ -1,0 +1,307 @@
+"""Training a :class:`LatentSDE` by SDE matching, torchsde adjoint, or backprop; checkpoints.
+
+All three methods minimise a NELBO with Adam on minibatches of normalised sequences:
+
+- ``matching``: :func:`sciml_diffusion.sde.matching.sde_matching_loss` (no SDE solve);
+- ``adjoint``: :func:`sciml_diffusion.sde.baselines.solver_nelbo` with ``sdeint_adjoint``;
+- ``backprop``: the same through ``sdeint``.
+
+A run directory holds ``config.json`` (model and training configuration, normaliser, channel
+names, step), ``model.pt`` (the ``state_dict``) and ``trainer.pt`` (optimizer, scheduler and
+random-generator states), all written atomically; tensors are loaded with
+``torch.load(weights_only=True)``. Resuming continues from the saved step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from sciml_diffusion.sde.baselines import solver_nelbo
+from sciml_diffusion.sde.latent import LatentSDE, NELBOTerms
+from sciml_diffusion.sde.matching import sde_matching_loss
+from sciml_diffusion.sde.series import ChannelNormalizer, ObservedSeries
+
+__all__ = [
+    "METHODS",
+    "TrainConfig",
+    "Trainer",
+    "Run",
+    "posterior_kind",
+    "train",
+    "save_run",
+    "load_run",
+]
+
+#: training methods
+METHODS = ("matching", "adjoint", "backprop")
+
+
+@dataclass
+class TrainConfig:
+    """How to train.
+
+    Parameters
+    ----------
+    method : {"matching", "adjoint", "backprop"}
+    steps : int
+        Total optimisation steps (a resumed run continues up to this number).
+    batch_size : int
+        Sequences per step, drawn with replacement.
+    lr, lr_final : float
+        Adam learning rate, decayed exponentially to ``lr_final`` at ``steps``.
+    t_samples : int
+        SDE matching: random times per sequence for the path KL.
+    dt : float
+        Solver step of the adjoint and backprop methods.
+    kl_anneal_steps : int
+        KL weight rises linearly from ``1 / kl_anneal_steps`` to 1 (0: no annealing).
+    hide_fraction : float
+        Hide this fraction of each training sequence's observed slots, anew at every step
+        (first and last kept): teaches the encoder to fill gaps, for irregular or gappy data.
+    grad_clip : float
+        Gradient-norm clipping threshold.
+    seed : int
+        Seeds the minibatches and all noise.
+    checkpoint_every : int
+        Steps between checkpoints when a run directory is given.
+    """
+
+    method: str = "matching"
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 3e-3
+    lr_final: float = 3e-4
+    t_samples: int = 4
+    dt: float = 1e-2
+    kl_anneal_steps: int = 0
+    hide_fraction: float = 0.0
+    grad_clip: float = 10.0
+    seed: int = 0
+    checkpoint_every: int = 100
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("steps", "batch_size", "t_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.dt > 0 or not self.lr > 0 or not self.lr_final > 0:
+            raise ValueError("dt, lr and lr_final must be > 0")
+        if not 0 <= self.hide_fraction < 1:
+            raise ValueError(f"hide_fraction must be in [0, 1), got {self.hide_fraction}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def posterior_kind(method: str) -> str:
+    """The ``LatentSDE(posterior=...)`` a method trains: marginals or a drift network."""
+    return "marginal" if method == "matching" else "drift"
+
+
+class Trainer:
+    """Optimisation state of one run.
+
+    Parameters
+    ----------
+    model : LatentSDE
+        Built with ``posterior=posterior_kind(config.method)``.
+    series : ObservedSeries
+        Normalised training sequences.
+    config : TrainConfig
+    """
+
+    def __init__(self, model: LatentSDE, series: ObservedSeries, config: TrainConfig):
+        if model.posterior != posterior_kind(config.method):
+            raise ValueError(
+                f"method {config.method!r} trains a LatentSDE with posterior="
+                f"{posterior_kind(config.method)!r}, got {model.posterior!r}"
+            )
+        self.model, self.series, self.config = model, series, config
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        gamma = (config.lr_final / config.lr) ** (1.0 / config.steps)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step_count = 0
+        self.train_seconds = 0.0
+
+    @property
+    def kl_weight(self) -> float:
+        anneal = self.config.kl_anneal_steps
+        return 1.0 if anneal <= 0 else min(1.0, (self.step_count + 1) / anneal)
+
+    def loss_terms(self, batch: ObservedSeries) -> NELBOTerms:
+        """The method's NELBO terms on a normalised batch."""
+        if self.config.method == "matching":
+            return sde_matching_loss(self.model, batch, self.config.t_samples, self.generator)
+        return solver_nelbo(self.model, batch, self.config.method, self.config.dt, self.generator)
+
+    def step(self) -> float:
+        """One optimisation step; returns the batch-mean NELBO (normalised units)."""
+        begin = time.perf_counter()
+        self.model.train()
+        index = torch.randint(
+            0, len(self.series), (self.config.batch_size,), generator=self.generator
+        )
+        batch = self.series[index.to(self.series.times.device)]
+        if self.config.hide_fraction > 0:
+            batch = batch.hide_random(self.config.hide_fraction, self.generator)
+        terms = self.loss_terms(batch)
+        loss = terms.total(self.kl_weight)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the {self.config.method} loss became {float(loss)} at step "
+                f"{self.step_count}; lower lr or dt, or raise kl_anneal_steps"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step_count += 1
+        self.train_seconds += time.perf_counter() - begin
+        return float(terms.nelbo.detach().mean())
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "step": torch.tensor(self.step_count),
+            "train_seconds": torch.tensor(self.train_seconds, dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.step_count = int(state["step"])
+        self.train_seconds = float(state["train_seconds"])
+
+
+@dataclass
+class Run:
+    """A trained model with what is needed to use it."""
+
+    model: LatentSDE
+    normalizer: ChannelNormalizer
+    config: TrainConfig
+    channels: list[str]
+    trainer_state: dict | None
+
+
+def train(
+    model: LatentSDE,
+    series: ObservedSeries,
+    config: TrainConfig,
+    normalizer: ChannelNormalizer | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    channels: list[str] | None = None,
+    callback: Callable[[Trainer], None] | None = None,
+    progress: bool = True,
+) -> Trainer:
+    """Train ``model`` on ``series`` (data units) up to ``config.steps`` steps.
+
+    Parameters
+    ----------
+    normalizer : ChannelNormalizer, optional
+        Fitted on ``series`` when not given.
+    run_dir : path, optional
+        Where checkpoints go (every ``config.checkpoint_every`` steps and at the end).
+    resume : bool
+        Continue from the checkpoint in ``run_dir`` (its weights replace ``model``'s).
+    callback : callable, optional
+        Called with the trainer after every step (and after any checkpoint of that step).
+    """
+    normalizer = normalizer or ChannelNormalizer.fit(series)
+    device = model.initial_mean.device
+    trainer = Trainer(model, normalizer.normalize(series).to(device), config)
+    if resume:
+        if run_dir is None:
+            raise ValueError("resume needs the run directory to continue from")
+        previous = load_run(run_dir, device)
+        model.load_state_dict(previous.model.state_dict())
+        trainer.load_state_dict(previous.trainer_state)
+    bar = tqdm(
+        total=config.steps, initial=trainer.step_count, disable=not progress, desc=config.method
+    )
+    while trainer.step_count < config.steps:
+        nelbo = trainer.step()
+        bar.update(1)
+        bar.set_postfix(nelbo=f"{nelbo:.3g}")
+        if run_dir is not None and trainer.step_count % config.checkpoint_every == 0:
+            save_run(run_dir, trainer, normalizer, channels)
+        if callback is not None:
+            callback(trainer)
+    bar.close()
+    if run_dir is not None:
+        save_run(run_dir, trainer, normalizer, channels)
+    return trainer
+
+
+def save_run(
+    run_dir: str | Path,
+    trainer: Trainer,
+    normalizer: ChannelNormalizer,
+    channels: list[str] | None = None,
+) -> None:
+    """Write ``config.json``, ``model.pt`` and ``trainer.pt`` atomically into ``run_dir``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_dim = trainer.model.config["data_dim"]
+    config = {
+        "model": trainer.model.config,
+        "train": asdict(trainer.config),
+        "normalizer": normalizer.to_dict(),
+        "channels": list(channels) if channels else [f"c{i}" for i in range(data_dim)],
+        "step": trainer.step_count,
+        "train_seconds": trainer.train_seconds,
+    }
+    _atomic_torch_save(trainer.model.state_dict(), run_dir / "model.pt")
+    _atomic_torch_save(trainer.state_dict(), run_dir / "trainer.pt")
+    tmp = run_dir / "config.json.tmp"
+    tmp.write_text(json.dumps(config, indent=2))
+    os.replace(tmp, run_dir / "config.json")
+
+
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Run:
+    """Load a run directory written by :func:`save_run`."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{config_path} not found; pass the run directory written by 'sde train'"
+        )
+    config = json.loads(config_path.read_text())
+    model = LatentSDE.from_config(config["model"]).to(device)
+    model.load_state_dict(torch.load(run_dir / "model.pt", map_location=device, weights_only=True))
+    trainer_path = run_dir / "trainer.pt"
+    trainer_state = (
+        torch.load(trainer_path, map_location="cpu", weights_only=True)
+        if trainer_path.is_file()
+        else None
+    )
+    return Run(
+        model,
+        ChannelNormalizer.from_dict(config["normalizer"]),
+        TrainConfig.from_dict(config["train"]),
+        config["channels"],
+        trainer_state,
+    )
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,132 @@
+"""Training loop, checkpoints, resume, and the ``sde`` command line."""
+
+import json
+
+import pytest
+import torch
+import xarray as xr
+
+from sciml_diffusion.cli import main
+from sciml_diffusion.sde.latent import LatentSDE
+from sciml_diffusion.sde.series import ObservedSeries
+from sciml_diffusion.sde.train import TrainConfig, Trainer, load_run, train
+
+
+def toy_series(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    times = torch.linspace(0, 1, 6)
+    return ObservedSeries.from_tensors(times, torch.randn(16, 6, 2, generator=g))
+
+
+def new_model(method="matching"):
+    torch.manual_seed(0)
+    posterior = "marginal" if method == "matching" else "drift"
+    return LatentSDE(2, 2, hidden=8, context_dim=4, posterior=posterior)
+
+
+@pytest.mark.parametrize("method", ["matching", "backprop"])
+def test_resumed_training_equals_uninterrupted_training(tmp_path, method):
+    series = toy_series()
+    kwargs = {"method": method, "batch_size": 4, "dt": 0.2, "checkpoint_every": 2}
+    straight = new_model(method)
+    train(straight, series, TrainConfig(steps=4, **kwargs), progress=False)
+
+    def interrupt(trainer):
+        if trainer.step_count == 2:
+            raise KeyboardInterrupt
+
+    first = new_model(method)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            first, series, TrainConfig(steps=4, **kwargs), run_dir=tmp_path,
+            callback=interrupt, progress=False,
+        )  # fmt: skip
+    resumed = new_model(method)
+    trainer = train(
+        resumed,
+        series,
+        TrainConfig(steps=4, **kwargs),
+        run_dir=tmp_path,
+        resume=True,
+        progress=False,
+    )
+    assert trainer.step_count == 4
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    run = load_run(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["step"] == 4
+    assert run.config.method == method and run.trainer_state is not None
+
+
+def test_trainer_refuses_a_model_of_the_wrong_kind():
+    with pytest.raises(ValueError, match="posterior='drift'"):
+        Trainer(new_model("matching"), toy_series(), TrainConfig(method="adjoint"))
+    with pytest.raises(ValueError, match="method must be one of"):
+        TrainConfig(method="ode")
+
+
+def test_kl_annealing_weight_rises_to_one():
+    trainer = Trainer(new_model(), toy_series(), TrainConfig(kl_anneal_steps=4, batch_size=2))
+    weights = []
+    for _ in range(5):
+        weights.append(trainer.kl_weight)
+        trainer.step()
+    assert weights == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_cli_simulate_train_resume_forecast(tmp_path, capsys):
+    data, run, out = tmp_path / "ou.nc", tmp_path / "run", tmp_path / "forecast.nc"
+    args = ["sde", "simulate", "ou", "--samples", "8", "--times", "6", "--out", str(data)]
+    assert main(args + ["--keep", "0.8", "--missing", "0.1", "--obs-noise", "0.05"]) == 0
+    train_args = ["sde", "train", "--data", str(data), "--latent-dim", "1", "--hidden", "8"]
+    train_args += ["--batch-size", "4", "--out", str(run), "--quiet"]
+    assert main(train_args + ["--steps", "2"]) == 0
+    assert main(train_args + ["--steps", "3"]) == 2  # refuses to overwrite a run
+    assert "--resume" in capsys.readouterr().err
+    assert main(train_args + ["--steps", "3", "--resume"]) == 0
+    assert load_run(run).trainer_state["step"] == 3
+    forecast_args = ["sde", "forecast", "--checkpoint", str(run), "--data", str(data)]
+    assert main(forecast_args + ["--members", "3", "--horizon", "4", "--out", str(out)]) == 0
+    ds = xr.open_dataset(out, engine="h5netcdf")
+    assert ds["state"].dims == ("member", "sample", "time", "channel")
+    assert ds.sizes["member"] == 3 and ds.sizes["time"] == 4
+    assert not ds["state"].isnull().any()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--latent-dim", "0"], "latent_dim must be >= 1"),
+        (["--method", "adjoint", "--steps", "1"], "start at the same time"),
+    ],
+)
+def test_cli_reports_bad_training_input(tmp_path, capsys, args, message):
+    data = tmp_path / "d.nc"
+    series = ObservedSeries.from_sequences(
+        [
+            (torch.tensor([0.0, 0.5]), torch.ones(2, 1)),
+            (torch.tensor([0.2, 0.9]), torch.ones(2, 1)),
+        ]
+    )
+    from sciml_diffusion.sde.series import series_to_dataset
+
+    series_to_dataset(series).to_netcdf(data, engine="h5netcdf")
+    code = main(
+        ["sde", "train", "--data", str(data), "--out", str(tmp_path / "r"), "--quiet"] + args
+    )
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_missing_file_is_a_one_line_error(tmp_path, capsys):
+    code = main(["sde", "train", "--data", str(tmp_path / "nope.nc"), "--out", str(tmp_path)])
+    assert code == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_training_with_hidden_slots_keeps_a_common_start_for_the_solver():
+    config = TrainConfig(method="backprop", batch_size=4, dt=0.2, hide_fraction=0.5)
+    trainer = Trainer(new_model("backprop"), toy_series(), config)
+    assert all(torch.isfinite(torch.tensor(trainer.step())) for _ in range(2))
+    with pytest.raises(ValueError, match="hide_fraction"):
+        TrainConfig(hide_fraction=1.0)
