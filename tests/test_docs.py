@@ -7,7 +7,7 @@ import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: pages whose every ```python block must run (blocks marked `# doctest: skip` are shown only)
-PAGES = ["fields.md", "latent_sde.md"]
+PAGES = ["fields.md", "latent_sde.md", "priors.md", "pdes.md"]
 
 
 def blocks(page):

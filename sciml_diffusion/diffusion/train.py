@@ -1,0 +1,474 @@
+"""Training a function-space diffusion prior: :func:`train_prior`.
+
+AdamW on the EDM denoising loss (:func:`~sciml_diffusion.diffusion.loss.edm_loss`) with a
+linear learning-rate warm-up, gradient-norm clipping and an exponential moving average
+(EMA) of the weights, decay :math:`\\min(\\beta, (1 + k) / (10 + k))` at step :math:`k`.
+Every random draw (batch indices, subsampling strides, noise levels, noise) comes from one
+``torch.Generator`` whose state is checkpointed with the model, EMA and optimiser, so a
+resumed run continues exactly as if it had never stopped. Optional multi-resolution
+training draws a stride per step and trains on the subsampled grid.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from sciml_diffusion.diffusion.loss import edm_loss
+from sciml_diffusion.diffusion.noise import GRFNoise, NoiseProcess, WhiteNoise
+from sciml_diffusion.diffusion.prior import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    FORMAT,
+    NORMALIZER_FILE,
+    Prior,
+    build_denoiser,
+    load_checkpoint,
+    read_run_config,
+)
+from sciml_diffusion.fields import FieldDataset, Grid, Normalizer, resample
+from sciml_diffusion.fields.io import atomic_path
+
+__all__ = ["TrainConfig", "train_prior", "NonFiniteLossError"]
+
+#: settings that may change when a run is resumed
+RESUMABLE = ("steps", "checkpoint_every", "val_every", "device", "progress")
+
+
+class NonFiniteLossError(ValueError):
+    """The loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train_prior` (all JSON-serialisable).
+
+    Parameters
+    ----------
+    variables : list of str, optional
+        Channels, in order (default: every variable of the data set).
+    width, n_layers, n_modes : int
+        Backbone width, number of blocks and Fourier modes per axis.
+    noise : str
+        ``"grf"`` (function-space) or ``"white"``.
+    noise_alpha, noise_tau : float
+        GRF noise covariance ``(-Laplacian + tau^2)^(-alpha)``, scaled to unit node
+        variance on the training grid; ``noise_alpha`` defaults to ``d/2 + 0.5``.
+    p_mean, p_std : float
+        Log-normal training noise levels.
+    steps, batch_size, lr, weight_decay, warmup, grad_clip, ema_decay
+        Optimisation.
+    resolution : int, optional
+        Resample the data onto a regular grid of this many nodes per axis first.
+    subsample : list of int
+        Strides drawn uniformly per step (multi-resolution training); ``[1]`` is off.
+    val_fraction, val_every, val_samples
+        Held-out fraction of the samples, how often and on how many the EMA model's
+        validation loss is computed.
+    checkpoint_every : int
+        Steps between checkpoints (and at the end).
+    seed : int
+        Seeds the initial weights, the split and every training draw.
+    device : str
+        ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ...
+    bf16 : bool
+        bf16 autocast for the backbone on CUDA.
+    """
+
+    variables: list[str] | None = None
+    width: int = 32
+    n_layers: int = 4
+    n_modes: int = 12
+    noise: str = "grf"
+    noise_alpha: float | None = None
+    noise_tau: float = 20.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    resolution: int | None = None
+    subsample: list[int] = field(default_factory=lambda: [1])
+    val_fraction: float = 0.1
+    val_every: int = 250
+    val_samples: int = 64
+    checkpoint_every: int = 250
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def validate(self) -> None:
+        if self.noise not in ("grf", "white"):
+            raise ValueError(f"noise must be 'grf' or 'white', got {self.noise!r}")
+        for name in ("width", "n_layers", "n_modes", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not self.subsample or any(int(s) < 1 for s in self.subsample):
+            raise ValueError(f"subsample strides must be >= 1, got {self.subsample}")
+
+
+def train_prior(
+    dataset: FieldDataset,
+    config: TrainConfig | dict | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Prior:
+    """Train a diffusion prior on the fields of ``dataset``.
+
+    Parameters
+    ----------
+    dataset : FieldDataset
+        Training data (``sample`` dim, no ``time``); NaN points are excluded from the loss.
+    config : TrainConfig or dict
+    out : path, optional
+        Run directory for ``config.json``, ``normalizer.json``, ``checkpoint.pt`` and
+        ``log.jsonl``; without it nothing is written.
+    resume : bool
+        Continue the run in ``out`` from its checkpoint (model, EMA, optimiser, step, RNG).
+    progress : bool
+        Show a tqdm bar with the loss.
+
+    Returns
+    -------
+    Prior
+        With the EMA weights.
+
+    Raises
+    ------
+    NonFiniteLossError
+        When the loss turns NaN/inf: names the step; the last checkpoint is left as it was.
+    ValueError
+        For data or a run directory that do not fit the config.
+    """
+    config = _as_config(config)
+    run = _Run(dataset, config, Path(out) if out is not None else None, resume)
+    return run.train(progress)
+
+
+class _Run:
+    """State of one training run (kept in one object so resume restores all of it)."""
+
+    def __init__(self, dataset, config: TrainConfig, out: Path | None, resume: bool):
+        if resume and out is None:
+            raise ValueError("resume=True needs the run directory (out=...)")
+        if not isinstance(dataset, FieldDataset):
+            raise ValueError(f"train_prior takes a FieldDataset, got {type(dataset).__name__}")
+        if dataset.has_time:
+            raise ValueError("the data have a time dim; select one time or stack it into samples")
+        self.config, self.out = config, out
+        self.device = _device(config.device)
+        previous = _check_run_dir(out, config, resume)
+        variables = config.variables or list(dataset.variables)
+        normalizer = (
+            Normalizer.load(out / NORMALIZER_FILE)
+            if previous
+            else Normalizer.fit(dataset, variables)
+        )
+        x, mask, grid = _prepare(dataset, variables, normalizer, config)
+        if previous and Grid.from_dict(previous["grid"]) != grid:
+            raise ValueError(
+                f"the data's grid {grid} differs from the run's training grid "
+                f"{Grid.from_dict(previous['grid'])}; resume with the same data"
+            )
+        train_idx, val_idx = _split(x.shape[0], config)
+        self.x, self.mask, self.grid = x.to(self.device), mask.to(self.device), grid
+        self.train_idx, self.val_idx = train_idx, val_idx
+        self.normalizer = normalizer
+        sigma_data = _sigma_data(x[train_idx], mask[train_idx])
+        self.run_config = previous or _run_config(config, variables, grid, sigma_data, x.shape[1])
+        self.noise = _noise(self.run_config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.model = build_denoiser(self.run_config).to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step, self.saved_step = 0, None
+        if previous:
+            self._restore(load_checkpoint(out, self.device))
+        elif out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            normalizer.save(out / NORMALIZER_FILE)
+            _write_json(out / CONFIG_FILE, self.run_config)
+
+    # ------------------------------------------------------------------ loop
+    def train(self, progress: bool) -> Prior:
+        config = self.config
+        bar = tqdm(
+            total=config.steps, initial=self.step, desc="training prior", disable=not progress
+        )
+        while self.step < config.steps:
+            loss = self._train_step()
+            self.step += 1
+            bar.update(1)
+            record = {"step": self.step, "loss": loss}
+            if self.val_idx.numel() and (
+                self.step % config.val_every == 0 or self.step == config.steps
+            ):
+                record["val_loss"] = self.validation_loss()
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "step"})
+            self._log(record)
+            if self.step % config.checkpoint_every == 0 or self.step == config.steps:
+                self.save()
+        bar.close()
+        self.ema.eval()
+        return Prior(self.ema, self.noise, self.normalizer, self.grid, self.run_config)
+
+    def _train_step(self) -> float:
+        config = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = config.lr * min(1.0, (self.step + 1) / max(config.warmup, 1))
+        pick = torch.randint(len(self.train_idx), (config.batch_size,), generator=self.generator)
+        idx = self.train_idx[pick].to(self.device)
+        stride = config.subsample[
+            int(torch.randint(len(config.subsample), (1,), generator=self.generator))
+        ]
+        x, mask, grid = _subsample(self.x[idx], self.mask[idx], self.grid, int(stride))
+        self.model.train()
+        with torch.autocast("cuda", torch.bfloat16, enabled=config.bf16 and x.is_cuda):
+            loss = edm_loss(
+                self.model,
+                x,
+                self.noise,
+                grid,
+                generator=self.generator,
+                mask=mask,
+                p_mean=config.p_mean,
+                p_std=config.p_std,
+            )
+        self._check_finite(loss, "loss")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self._check_finite(norm, "gradient norm")
+        self.optimizer.step()
+        self._update_ema()
+        return float(loss.detach())
+
+    def _update_ema(self) -> None:
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for ema, p in zip(self.ema.parameters(), self.model.parameters()):
+                ema.lerp_(p, 1 - decay)
+
+    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+        if torch.isfinite(value).all():
+            return
+        kept = (
+            f"the last good checkpoint (step {self.saved_step}) in {self.out} is kept"
+            if self.saved_step is not None
+            else "no checkpoint had been written yet"
+        )
+        raise NonFiniteLossError(
+            f"training stopped at step {self.step + 1}: the {what} is "
+            f"{float(value.detach())}; {kept}. "
+            "Lower the learning rate, check the data for extreme values, or resume."
+        )
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """EMA-model loss on the held-out samples, with fixed noise (comparable over steps)."""
+        generator = torch.Generator().manual_seed(self.config.seed + 1)
+        idx = self.val_idx[: self.config.val_samples].to(self.device)
+        self.ema.eval()
+        total, count = 0.0, 0
+        for chunk in idx.split(self.config.batch_size):
+            loss = edm_loss(
+                self.ema,
+                self.x[chunk],
+                self.noise,
+                self.grid,
+                generator=generator,
+                mask=self.mask[chunk],
+                p_mean=self.config.p_mean,
+                p_std=self.config.p_std,
+            )
+            total, count = total + float(loss) * len(chunk), count + len(chunk)
+        return total / count
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        if self.out is None:
+            return
+        state = {
+            "format": FORMAT,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.generator.get_state(),
+        }
+        with atomic_path(self.out / CHECKPOINT_FILE) as tmp:
+            torch.save(state, tmp)
+        self.saved_step = self.step
+
+    def _restore(self, state: dict) -> None:
+        missing = {"model", "optimizer", "rng"} - set(state)
+        if missing:
+            raise ValueError(
+                f"the checkpoint in {self.out} lacks {sorted(missing)}; cannot resume"
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as error:
+            raise ValueError(
+                f"the checkpoint in {self.out} does not fit its config: "
+                f"{str(error).splitlines()[0]}"
+            ) from error
+        self.generator.set_state(state["rng"].cpu())
+        self.step = self.saved_step = int(state["step"])
+
+    def _log(self, record: dict) -> None:
+        if self.out is not None:
+            with open(self.out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+# ---------------------------------------------------------------------- helpers
+def _as_config(config) -> TrainConfig:
+    if config is None:
+        config = TrainConfig()
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    config.validate()
+    return config
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _check_run_dir(out: Path | None, config: TrainConfig, resume: bool) -> dict | None:
+    """The previous run config when resuming; refuses to overwrite an existing run."""
+    if out is None:
+        return None
+    if not resume:
+        if (out / CHECKPOINT_FILE).exists() or (out / CONFIG_FILE).exists():
+            raise FileExistsError(
+                f"{out} already holds a prior run; pass resume to continue it or choose a new "
+                "directory (nothing was overwritten)"
+            )
+        return None
+    previous = read_run_config(out)
+    old, new = previous["train"], asdict(config)
+    changed = sorted(k for k in new if k not in RESUMABLE and old.get(k) != new[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
+        raise ValueError(
+            f"cannot resume {out} with a different configuration ({diffs}); only "
+            f"{', '.join(RESUMABLE)} may change"
+        )
+    previous["train"] = new
+    return previous
+
+
+def _prepare(dataset: FieldDataset, variables, normalizer: Normalizer, config: TrainConfig):
+    """Normalised tensor, mask and grid of the training data (resampled if asked)."""
+    if list(normalizer.variables) != list(variables):
+        raise ValueError(
+            f"the run was trained on variables {list(normalizer.variables)}, got {variables}"
+        )
+    missing = [v for v in variables if v not in dataset.variables]
+    if missing:
+        raise ValueError(f"variables {missing} not in the data; available: {dataset.variables}")
+    grid = dataset.grid
+    x = normalizer.normalize(dataset.to_tensor(variables))
+    mask = dataset.mask(variables)
+    x = torch.where(mask, x, torch.zeros_like(x))
+    if not torch.isfinite(x).all():
+        raise ValueError("the training data contain infinite values; remove or mask them (NaN)")
+    if config.resolution is not None and grid.shape != (config.resolution,) * grid.ndim:
+        target = grid.with_shape(config.resolution)
+        x = resample(x, grid, target)
+        mask = resample(mask.float(), grid, target) > 0.999
+        x, grid = torch.where(mask, x, torch.zeros_like(x)), target
+    return x.float(), mask, grid
+
+
+def _split(n: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
+    n_val = int(round(config.val_fraction * n)) if n > 1 else 0
+    n_val = min(n_val, n - 1)
+    return order[n_val:], order[:n_val]
+
+
+def _sigma_data(x: torch.Tensor, mask: torch.Tensor) -> float:
+    values = x[mask.expand_as(x)]
+    return float(values.std()) if values.numel() > 1 else 1.0
+
+
+def _run_config(config, variables, grid: Grid, sigma_data: float, channels: int) -> dict:
+    if config.noise == "grf":
+        alpha = config.noise_alpha if config.noise_alpha is not None else grid.ndim / 2 + 0.5
+        noise: NoiseProcess = GRFNoise.unit_variance(grid, alpha, config.noise_tau)
+    else:
+        noise = WhiteNoise()
+    return {
+        "format": FORMAT,
+        "variables": list(variables),
+        "grid": grid.to_dict(),
+        "noise": noise.to_dict(),
+        "sigma_data": sigma_data,
+        "model": {
+            "channels": channels,
+            "n_modes": [config.n_modes] * grid.ndim,
+            "width": config.width,
+            "n_layers": config.n_layers,
+            "cond_channels": 0,
+            "domain": [list(b) for b in grid.bounds],
+        },
+        "train": asdict(config),
+    }
+
+
+def _noise(run_config: dict) -> NoiseProcess:
+    from sciml_diffusion.diffusion.noise import noise_from_dict
+
+    return noise_from_dict(run_config["noise"])
+
+
+def _subsample(x, mask, grid: Grid, stride: int):
+    if stride == 1:
+        return x, mask, grid
+    if any(n < 2 * stride for n in grid.shape):
+        raise ValueError(f"stride {stride} leaves fewer than 2 nodes on the grid {grid}")
+    index = (Ellipsis, *[slice(None, None, stride)] * grid.ndim)
+    sub = Grid(
+        [c[::stride] for c in grid.coords],
+        axes=grid.axes,
+        periodic=grid.periodic,
+        units=grid.units,
+    )
+    return x[index], mask[index], sub
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))

@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from sciml_diffusion.diffusion import GRFNoise, WhiteNoise, as_sigmas, edm_sigmas, noise_from_dict
+from sciml_diffusion.diffusion.noise import randn
+from sciml_diffusion.fields import GaussianRandomField, Grid
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_grf_noise_unit_variance_and_roundtrips(ndim, periodic):
+    grid = Grid.regular((16,) * ndim, periodic=periodic)
+    noise = GRFNoise.unit_variance(grid, ndim / 2 + 0.5, 10.0)
+    assert noise.variance(grid) == pytest.approx(1.0, rel=1e-6)
+    draws = noise.sample((2000, *grid.shape), grid, torch.Generator().manual_seed(0))
+    assert draws.var(0).mean().item() == pytest.approx(1.0, abs=0.05)
+    if periodic:
+        white = torch.randn(3, *grid.shape, dtype=torch.float64)
+        back = noise.apply_inverse_sqrt(noise.apply_sqrt(white, grid), grid)
+        torch.testing.assert_close(back, white)
+        x = torch.randn(3, *grid.shape, dtype=torch.float64)
+        twice = noise.apply_covariance(noise.apply_covariance(x, grid, 0.5), grid, 0.5)
+        torch.testing.assert_close(twice, noise.apply_covariance(x, grid))
+    rebuilt = noise_from_dict(noise.to_dict())
+    assert rebuilt.to_dict() == noise.to_dict()
+
+
+def test_white_noise_is_identity_covariance():
+    grid = Grid.regular(8)
+    noise = WhiteNoise()
+    x = torch.randn(2, 8)
+    assert noise.apply_covariance(x, grid, -1.0) is x
+    assert noise_from_dict(noise.to_dict()).to_dict() == {"kind": "white"}
+    with pytest.raises(ValueError, match="unknown noise"):
+        noise_from_dict({"kind": "pink"})
+    with pytest.raises(ValueError, match="noise shape"):
+        noise.sample((2, 9), grid)
+
+
+def test_per_member_generators_give_batch_independent_draws():
+    gens = lambda: [torch.Generator().manual_seed(i) for i in range(4)]  # noqa: E731
+    full = randn((4, 3), gens())
+    torch.testing.assert_close(full[1], torch.randn(3, generator=gens()[1]))
+    with pytest.raises(ValueError, match="one per member"):
+        randn((3, 3), gens())
+
+
+def test_grf_noise_consistent_across_resolutions():
+    # node values are exact: the variance at a node does not depend on the grid
+    coarse = Grid.regular(32, periodic=True)
+    noise = GRFNoise(GaussianRandomField(1.0, 10.0))
+    assert noise.variance(coarse) == pytest.approx(
+        noise.variance(coarse.with_shape(128)), rel=0.02
+    )
+
+
+def test_schedules():
+    s = edm_sigmas(10, sigma_min=0.002, sigma_max=80.0)
+    assert s.shape == (11,) and s[0] == pytest.approx(80) and s[-2] == pytest.approx(0.002)
+    assert s[-1] == 0 and torch.all(s[1:] < s[:-1])
+    torch.testing.assert_close(as_sigmas([3.0, 2.0, 1.0]), torch.tensor([3.0, 2, 1, 0]).double())
+    with pytest.raises(ValueError, match="decreasing"):
+        as_sigmas([1.0, 2.0])
+    with pytest.raises(ValueError, match="positive"):
+        as_sigmas([1.0, -1.0])
+    with pytest.raises(ValueError, match="steps"):
+        edm_sigmas(0)

@@ -1,0 +1,166 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import sciml_diffusion.diffusion.train as train_module
+from sciml_diffusion.diffusion import (
+    EDMDenoiser,
+    NonFiniteLossError,
+    Prior,
+    WhiteNoise,
+    edm_loss,
+    train_prior,
+)
+from sciml_diffusion.diffusion.backbone import ConditionalFNO
+from sciml_diffusion.fields import FieldDataset, Grid
+
+
+def _weights(path):
+    return torch.load(path / "checkpoint.pt", weights_only=True)
+
+
+def test_loss_ignores_masked_points():
+    grid = Grid.regular(16, periodic=True)
+    torch.manual_seed(0)
+    model = EDMDenoiser(ConditionalFNO(1, (4,), width=8, n_layers=1))
+    x = torch.randn(4, 1, 16)
+    mask = torch.ones_like(x, dtype=torch.bool)
+    mask[..., :5] = False
+    changed = x.clone()
+    changed[..., :5] = 100.0
+
+    def loss(data, m):
+        gen = torch.Generator().manual_seed(3)
+        return edm_loss(model, data, WhiteNoise(), grid, generator=gen, mask=m)
+
+    torch.testing.assert_close(loss(x, mask), loss(changed, mask))
+    assert not torch.allclose(loss(x, None), loss(changed, None))
+
+
+def test_tiny_training_lowers_the_loss(field_data, tiny, tmp_path):
+    # the validation loss uses fixed noise, so its values are comparable across steps
+    tiny.update(val_every=1000, checkpoint_every=1000, lr=1e-2, val_fraction=0.25)
+
+    def final_val_loss(steps):
+        train_prior(
+            field_data, {**tiny, "steps": steps}, out=tmp_path / str(steps), progress=False
+        )
+        lines = (tmp_path / str(steps) / "log.jsonl").read_text().splitlines()
+        return json.loads(lines[-1])["val_loss"]
+
+    assert final_val_loss(50) < 0.85 * final_val_loss(1)
+
+
+def test_resume_continues_exactly(field_data, tiny, tmp_path):
+    tiny.update(subsample=[1, 2])
+    train_prior(field_data, tiny, out=tmp_path / "full", progress=False)
+    train_prior(field_data, {**tiny, "steps": 3}, out=tmp_path / "part", progress=False)
+    train_prior(field_data, tiny, out=tmp_path / "part", resume=True, progress=False)
+    full, part = _weights(tmp_path / "full"), _weights(tmp_path / "part")
+    assert full["step"] == part["step"] == 6
+    for key in ("model", "ema"):
+        for name, value in full[key].items():
+            torch.testing.assert_close(part[key][name], value, rtol=0, atol=0)
+
+
+def test_refuses_to_overwrite_and_to_resume_another_config(field_data, tiny, tmp_path):
+    out = tmp_path / "run"
+    train_prior(field_data, tiny, out=out, progress=False)
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds"):
+        train_prior(field_data, tiny, out=out, progress=False)
+    with pytest.raises(ValueError, match="width: 8 -> 16"):
+        train_prior(field_data, {**tiny, "width": 16}, out=out, resume=True, progress=False)
+    other = FieldDataset.from_tensor(
+        field_data.to_tensor()[:, :, :8], variables=["a", "u"], grid=Grid.regular(8, periodic=True)
+    )
+    with pytest.raises(ValueError, match="grid"):
+        train_prior(other, {**tiny, "steps": 9}, out=out, resume=True, progress=False)
+    with pytest.raises(ValueError, match="variables"):
+        train_prior(field_data, {**tiny, "variables": ["u"]}, out=out, resume=True, progress=False)
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_nan_stops_with_the_step_and_keeps_the_last_checkpoint(
+    field_data, tiny, tmp_path, monkeypatch
+):
+    calls = {"n": 0}
+    real_loss = train_module.edm_loss
+
+    def failing_loss(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(train_module, "edm_loss", failing_loss)
+    tiny.update(val_fraction=0.0)
+    with pytest.raises(NonFiniteLossError, match="step 5.*step 3"):
+        train_prior(field_data, tiny, out=tmp_path / "run", progress=False)
+    assert _weights(tmp_path / "run")["step"] == 3
+
+
+def test_bad_training_inputs(field_data, tiny):
+    with pytest.raises(ValueError, match="noise"):
+        train_prior(field_data, {**tiny, "noise": "pink"})
+    with pytest.raises(ValueError, match="unknown training settings"):
+        train_prior(field_data, {**tiny, "widht": 3})
+    with pytest.raises(ValueError, match="not in the data"):
+        train_prior(field_data, {**tiny, "variables": ["p"]})
+
+
+def test_trained_prior_loads_and_samples_at_any_resolution(field_data, tiny, tmp_path):
+    out = tmp_path / "run"
+    trained = train_prior(field_data, tiny, out=out, progress=False)
+    prior = Prior.load(out)
+    assert prior.variables == ("a", "u") and prior.grid == field_data.grid
+    sample = prior.sample(3, steps=4, generator=1)
+    assert sample.variables == ("a", "u") and len(sample) == 3
+    np.testing.assert_allclose(
+        sample.to_tensor(),
+        trained.sample(3, steps=4, generator=1).to_tensor(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    fine = field_data.grid.with_shape(32)
+    for sampler in ("euler", "heun", "dpm2m", "stochastic", "em"):
+        out_fine = prior.sample_tensor(2, grid=fine, sampler=sampler, steps=3, generator=0)
+        assert out_fine.shape == (2, 2, 32) and torch.isfinite(out_fine).all()
+    # a member does not depend on the ensemble size
+    torch.testing.assert_close(
+        prior.sample_tensor(3, sampler="stochastic", steps=3, generator=5)[:1],
+        prior.sample_tensor(1, sampler="stochastic", steps=3, generator=5),
+    )
+    x = prior.normalizer.normalize(field_data.to_tensor()[:2])
+    assert prior.denoise(x, torch.tensor([0.1, 1.0])).shape == x.shape
+
+
+def test_prior_bad_inputs(field_data, tiny, tmp_path):
+    out = tmp_path / "run"
+    prior = train_prior(field_data, tiny, out=out, progress=False)
+    with pytest.raises(ValueError, match="2-D grid"):
+        prior.sample(1, grid=Grid.regular((8, 8)), steps=2)
+    with pytest.raises(ValueError, match="training domain"):
+        prior.sample(1, grid=Grid.regular(16, lengths=2.0, periodic=True), steps=2)
+    with pytest.raises(ValueError, match="expects 2"):
+        prior.denoise(torch.zeros(1, 3, 16), torch.ones(1))
+    with pytest.raises(ValueError, match="unknown sampler"):
+        prior.sample(1, sampler="ddim")
+    with pytest.raises(FileNotFoundError):
+        Prior.load(tmp_path / "missing")
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable prior checkpoint"):
+        Prior.load(out)
+    torch.save({"something": torch.zeros(2)}, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match="not a sciml_diffusion prior checkpoint"):
+        Prior.load(out)
+    torch.save({"ema": {"w": torch.zeros(2)}, "step": 1}, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match="do not fit its config"):
+        Prior.load(out)
+    torch.save({"ema": {}, "step": 1, "obj": Grid.regular(4)}, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match="not a readable prior checkpoint"):
+        Prior.load(out)
+    (out / "config.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not a sciml_diffusion prior config"):
+        Prior.load(out)
