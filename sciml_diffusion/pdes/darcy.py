@@ -4,7 +4,8 @@ Recipe of the FNO and DiffusionPDE benchmarks (Li et al. 2021, "Fourier neural o
 for parametric PDEs"; Huang et al. 2024, "DiffusionPDE"): ``f = 1``; the permeability is a
 two-valued field thresholded from a Gaussian random field ``g`` with covariance
 :math:`(-\Delta + \tau^2)^{-\alpha}`, :math:`\alpha = 2`, :math:`\tau = 3` (Neumann modes
-on the square, as the cosine series of the FNO generator),
+on the square, as the cosine series of the FNO generator, whose constant mode is removed
+so that ``g`` has zero spatial mean and both phases appear in almost every sample),
 
 .. math:: a(x) = 12 \text{ where } g(x) \ge 0, \qquad a(x) = 3 \text{ elsewhere}.
 
@@ -63,7 +64,7 @@ class Darcy(DirichletProblem):
         self.high = check_positive("high permeability", high)
         self.low = check_positive("low permeability", low)
         self.source = float(source)
-        self.grf = GaussianRandomField(self.alpha, self.tau, boundary="neumann")
+        self.grf = GaussianRandomField(self.alpha, self.tau, boundary="neumann", mean_zero=True)
 
     def parameters(self) -> dict:
         return {
@@ -73,6 +74,7 @@ class Darcy(DirichletProblem):
             "low": self.low,
             "source": self.source,
             "grf_boundary": "neumann",
+            "grf_mean_zero": 1,
         }
 
     def sample_input(self, grid: Grid, generator: torch.Generator) -> np.ndarray:

@@ -145,3 +145,15 @@ def test_shape_mismatch_is_reported():
     grf = GaussianRandomField(2.0, 3.0)
     with pytest.raises(ValueError, match="does not end with the grid shape"):
         grf.apply_sqrt(torch.zeros(4, 5), Grid.regular((8, 8), periodic=True))
+
+
+@pytest.mark.parametrize("boundary", ["periodic", "neumann"])
+def test_mean_zero_removes_the_constant_mode(boundary):
+    grid = grid_for(boundary, (9, 12) if boundary == "neumann" else (8, 12))
+    grf = GaussianRandomField(2.0, 3.0, boundary=boundary, mean_zero=True)
+    x = grf.sample(grid, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert grf.to_modes(x, grid)[:, 0, 0].abs().max() < 1e-12
+    if boundary == "periodic":  # the constant mode of the Hartley basis is the node mean
+        assert x.mean(dim=(-2, -1)).abs().max() < 1e-12
+    full = GaussianRandomField(2.0, 3.0, boundary=boundary).spectrum(grid)
+    assert torch.equal(grf.spectrum(grid).flatten()[1:], full.flatten()[1:])
