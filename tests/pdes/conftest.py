@@ -1,16 +1,6 @@
 """Shared fixtures of the PDE tests."""
 
-import pytest
 import torch
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Small FFTs and stencils run fastest, and reproducibly, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def directional_derivative_error(
