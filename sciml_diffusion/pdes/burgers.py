@@ -29,7 +29,6 @@ trajectories (see :mod:`sciml_diffusion.pdes.vorticity`).
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -38,16 +37,15 @@ from sciml_diffusion.fields import GaussianRandomField, Grid
 from sciml_diffusion.pdes.base import Variable, check_positive, unpack_fields
 from sciml_diffusion.pdes.evolution import EvolutionProblem
 from sciml_diffusion.pdes.spectral import (
-    RK4_IMAGINARY_LIMIT,
+    SemilinearEquation,
     SpectralGrid,
     check_periodic_grid,
-    lawson_rk4_step,
 )
 
 __all__ = ["Burgers", "BurgersEquation", "cole_hopf"]
 
 
-class BurgersEquation:
+class BurgersEquation(SemilinearEquation):
     """Pseudo-spectral viscous Burgers equation on a periodic 1-D grid.
 
     Parameters
@@ -65,14 +63,6 @@ class BurgersEquation:
         self.viscosity = float(viscosity)
         self.linear = -self.viscosity * self.spectral.k2
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """Field ``(..., nx)`` to spectral coefficients."""
-        return self.spectral.forward(u)
-
-    def inverse(self, u_hat: torch.Tensor) -> torch.Tensor:
-        """Spectral coefficients back to the field ``(..., nx)``."""
-        return self.spectral.inverse(u_hat)
-
     def flux_divergence(self, u_hat: torch.Tensor) -> torch.Tensor:
         """Spectral coefficients of the dealiased ``d/dx (u^2 / 2)``."""
         u = self.inverse(u_hat)
@@ -85,47 +75,6 @@ class BurgersEquation:
     def cfl(self, u_hat: torch.Tensor, dt: float) -> float:
         """Advective CFL number ``dt max|u| k_max`` (retained modes)."""
         return float(dt * self.inverse(u_hat).abs().max() * self.spectral.max_k[0])
-
-    def check_cfl(self, u_hat: torch.Tensor, dt: float) -> None:
-        """Refuse a step whose CFL number exceeds the RK4 stability limit."""
-        number = self.cfl(u_hat, dt)
-        if number > RK4_IMAGINARY_LIMIT:
-            raise ValueError(
-                f"time step dt={dt:.4g} violates the CFL condition: advective CFL number "
-                f"{number:.3g} exceeds the RK4 limit {RK4_IMAGINARY_LIMIT:.3g}; use dt <= "
-                f"{dt * RK4_IMAGINARY_LIMIT / number:.3g}"
-            )
-
-    def advance(self, u_hat: torch.Tensor, dt: float, steps: int, t0: float = 0.0):
-        """``steps`` Lawson-RK4 steps of size ``dt`` from ``t0``; checks at the end."""
-        decay = torch.exp(self.linear * dt)
-        decay_half = torch.exp(self.linear * (0.5 * dt))
-        for _ in range(steps):
-            u_hat = lawson_rk4_step(u_hat, self.nonlinear, decay, decay_half, dt)
-        t1 = t0 + steps * dt
-        if not torch.isfinite(torch.view_as_real(u_hat)).all():
-            raise ValueError(
-                f"the solution became non-finite between t={t0:.4g} and t={t1:.4g}; lower the "
-                f"time step dt={dt:.4g}"
-            )
-        number = self.cfl(u_hat, dt)
-        if number > RK4_IMAGINARY_LIMIT:
-            warnings.warn(
-                f"advective CFL number {number:.3g} at t={t1:.4g} exceeds the RK4 limit; "
-                f"lower dt={dt:.4g}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        return u_hat
-
-    def residual(self, u: torch.Tensor, interval: float) -> torch.Tensor:
-        """Integrating-factor Crank–Nicolson residual ``(B, T-1, nx)`` of ``(B, T, nx)``."""
-        u_hat = self.forward(u)
-        first, second = u_hat[:, :-1], u_hat[:, 1:]
-        decay = torch.exp(self.linear * interval)
-        tendency = (second - decay * first) / interval
-        explicit = 0.5 * (self.nonlinear(second) + decay * self.nonlinear(first))
-        return self.inverse(tendency - explicit)
 
 
 class Burgers(EvolutionProblem):

@@ -30,6 +30,7 @@ RK4 on the imaginary axis).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -38,6 +39,7 @@ from sciml_diffusion.fields import Grid
 
 __all__ = [
     "RK4_IMAGINARY_LIMIT",
+    "SemilinearEquation",
     "SpectralGrid",
     "lawson_rk4_step",
     "check_periodic_grid",
@@ -160,3 +162,91 @@ def lawson_rk4_step(
     c = nonlinear(decay_half * state + 0.5 * dt * b)
     d = nonlinear(decay * state + dt * decay_half * c)
     return decay * state + (dt / 6) * (decay * a + 2 * decay_half * (b + c) + d)
+
+
+class SemilinearEquation:
+    r"""Base of pseudo-spectral equations :math:`\partial_t\hat w = \Lambda\hat w + N(\hat w)`.
+
+    Subclasses set ``self.spectral`` (a :class:`SpectralGrid`), ``self.linear`` (the
+    diagonal :math:`\Lambda`, broadcastable to the coefficients), and implement
+    ``nonlinear(w_hat)`` and ``cfl(w_hat, dt)``. This class gives the transforms, the
+    Lawson-RK4 time stepping with its checks, and the residual of a trajectory.
+    """
+
+    spectral: SpectralGrid
+    linear: torch.Tensor
+    #: what the field is called in error messages
+    field_name = "solution"
+
+    def forward(self, field: torch.Tensor) -> torch.Tensor:
+        """Field ``(..., *grid.shape)`` to spectral coefficients."""
+        return self.spectral.forward(field)
+
+    def inverse(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """Spectral coefficients back to the field ``(..., *grid.shape)``."""
+        return self.spectral.inverse(coeffs)
+
+    def nonlinear(self, coeffs: torch.Tensor) -> torch.Tensor:
+        r"""Explicit part :math:`N(\hat w)` of the tendency."""
+        raise NotImplementedError
+
+    def cfl(self, coeffs: torch.Tensor, dt: float) -> float:
+        """Advective CFL number of a step ``dt`` from ``coeffs``."""
+        raise NotImplementedError
+
+    def check_cfl(self, coeffs: torch.Tensor, dt: float) -> None:
+        """Refuse a step whose CFL number exceeds the RK4 stability limit."""
+        number = self.cfl(coeffs, dt)
+        if number > RK4_IMAGINARY_LIMIT:
+            raise ValueError(
+                f"time step dt={dt:.4g} violates the CFL condition: advective CFL number "
+                f"{number:.3g} exceeds the RK4 limit {RK4_IMAGINARY_LIMIT:.3g}; use dt <= "
+                f"{dt * RK4_IMAGINARY_LIMIT / number:.3g}"
+            )
+
+    def advance(self, coeffs: torch.Tensor, dt: float, steps: int, t0: float = 0.0):
+        """``steps`` Lawson-RK4 steps of size ``dt`` from time ``t0``; checks at the end."""
+        decay = torch.exp(self.linear * dt)
+        decay_half = torch.exp(self.linear * (0.5 * dt))
+        for _ in range(steps):
+            coeffs = lawson_rk4_step(coeffs, self.nonlinear, decay, decay_half, dt)
+        t1 = t0 + steps * dt
+        if not torch.isfinite(torch.view_as_real(coeffs)).all():
+            raise ValueError(
+                f"the {self.field_name} became non-finite between t={t0:.4g} and t={t1:.4g}; "
+                f"lower the time step dt={dt:.4g}"
+            )
+        number = self.cfl(coeffs, dt)
+        if number > RK4_IMAGINARY_LIMIT:
+            warnings.warn(
+                f"advective CFL number {number:.3g} at t={t1:.4g} exceeds the RK4 limit "
+                f"{RK4_IMAGINARY_LIMIT:.3g} with dt={dt:.4g}; lower dt",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return coeffs
+
+    def residual(self, trajectory: torch.Tensor, interval: float) -> torch.Tensor:
+        r"""Integrating-factor Crank–Nicolson residual of a trajectory.
+
+        With :math:`E = e^{\Lambda \Delta t}` between consecutive frames,
+        :math:`r = (\hat w_{1} - E \hat w_0)/\Delta t - \tfrac12 (N(\hat w_1) + E N(\hat w_0))`,
+        transformed back to the grid; zero for an exact solution up to O(Δt²).
+
+        Parameters
+        ----------
+        trajectory : torch.Tensor (B, T, *grid.shape)
+            The field at ``T >= 2`` equally spaced times.
+        interval : float
+            Time between consecutive frames.
+
+        Returns
+        -------
+        torch.Tensor (B, T - 1, *grid.shape)
+        """
+        coeffs = self.forward(trajectory)
+        first, second = coeffs[:, :-1], coeffs[:, 1:]
+        decay = torch.exp(self.linear * interval)
+        tendency = (second - decay * first) / interval
+        explicit = 0.5 * (self.nonlinear(second) + decay * self.nonlinear(first))
+        return self.inverse(tendency - explicit)

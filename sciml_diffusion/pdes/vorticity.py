@@ -36,24 +36,21 @@ unforced part, e.g. the Taylor–Green vortex, satisfies it to rounding), and is
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from sciml_diffusion.fields import Grid
 from sciml_diffusion.pdes.base import check_positive, unpack_fields
 from sciml_diffusion.pdes.evolution import EvolutionProblem
 from sciml_diffusion.pdes.spectral import (
-    RK4_IMAGINARY_LIMIT,
+    SemilinearEquation,
     SpectralGrid,
     check_periodic_grid,
-    lawson_rk4_step,
 )
 
 __all__ = ["VorticityEquation", "VorticityProblem"]
 
 
-class VorticityEquation:
+class VorticityEquation(SemilinearEquation):
     """Pseudo-spectral vorticity equation on a periodic 2-D grid.
 
     Parameters
@@ -69,6 +66,8 @@ class VorticityEquation:
     device, dtype
         Where and in which real precision to compute.
     """
+
+    field_name = "vorticity"
 
     def __init__(
         self,
@@ -90,15 +89,6 @@ class VorticityEquation:
         else:
             forcing = torch.as_tensor(forcing, device=device, dtype=dtype)
             self.forcing = self.spectral.forward(forcing)
-
-    # ------------------------------------------------------------------ transforms
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        """Vorticity ``(..., ny, nx)`` to spectral coefficients."""
-        return self.spectral.forward(w)
-
-    def inverse(self, w_hat: torch.Tensor) -> torch.Tensor:
-        """Spectral coefficients back to vorticity ``(..., ny, nx)``."""
-        return self.spectral.inverse(w_hat)
 
     def velocity(self, w_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Velocity ``(u, v)`` (x and y components) at the nodes."""
@@ -125,61 +115,6 @@ class VorticityEquation:
         u, v = self.velocity(w_hat)
         ky, kx = self.spectral.max_k
         return float(dt * (u.abs().max() * kx + v.abs().max() * ky))
-
-    def check_cfl(self, w_hat: torch.Tensor, dt: float) -> None:
-        """Refuse a step whose CFL number exceeds the RK4 stability limit."""
-        number = self.cfl(w_hat, dt)
-        if number > RK4_IMAGINARY_LIMIT:
-            stable = dt * RK4_IMAGINARY_LIMIT / number
-            raise ValueError(
-                f"time step dt={dt:.4g} violates the CFL condition: advective CFL number "
-                f"{number:.3g} exceeds the RK4 limit {RK4_IMAGINARY_LIMIT:.3g}; use dt <= "
-                f"{stable:.3g}"
-            )
-
-    def advance(self, w_hat: torch.Tensor, dt: float, steps: int, t0: float = 0.0):
-        """``steps`` Lawson-RK4 steps of size ``dt`` from time ``t0``; checks at the end."""
-        decay = torch.exp(self.linear * dt)
-        decay_half = torch.exp(self.linear * (0.5 * dt))
-        for _ in range(steps):
-            w_hat = lawson_rk4_step(w_hat, self.nonlinear, decay, decay_half, dt)
-        t1 = t0 + steps * dt
-        if not torch.isfinite(torch.view_as_real(w_hat)).all():
-            raise ValueError(
-                f"the vorticity became non-finite between t={t0:.4g} and t={t1:.4g}; "
-                f"lower the time step dt={dt:.4g}"
-            )
-        number = self.cfl(w_hat, dt)
-        if number > RK4_IMAGINARY_LIMIT:
-            warnings.warn(
-                f"advective CFL number {number:.3g} at t={t1:.4g} exceeds the RK4 limit "
-                f"{RK4_IMAGINARY_LIMIT:.3g} with dt={dt:.4g}; lower dt",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        return w_hat
-
-    # ------------------------------------------------------------------ residual
-    def residual(self, w: torch.Tensor, interval: float) -> torch.Tensor:
-        """Integrating-factor Crank–Nicolson residual of a trajectory (module docstring).
-
-        Parameters
-        ----------
-        w : torch.Tensor (B, T, ny, nx)
-            Vorticity at ``T >= 2`` equally spaced times.
-        interval : float
-            Time between consecutive frames.
-
-        Returns
-        -------
-        torch.Tensor (B, T - 1, ny, nx)
-        """
-        w_hat = self.forward(w)
-        first, second = w_hat[:, :-1], w_hat[:, 1:]
-        decay = torch.exp(self.linear * interval)
-        tendency = (second - decay * first) / interval
-        explicit = 0.5 * (self.nonlinear(second) + decay * self.nonlinear(first))
-        return self.inverse(tendency - explicit)
 
 
 class VorticityProblem(EvolutionProblem):
