@@ -163,13 +163,9 @@ def _check_not_an_input(path: Path, inputs, option: str) -> None:
             continue
         source = _resolved(Path(given))
         if target == source or (path.exists() and Path(given).exists() and _same(path, given)):
-            raise ValueError(
-                f"{option} {path} is also an input ({given}); write to another path"
-            )
+            raise ValueError(f"{option} {path} is also an input ({given}); write to another path")
         if source.is_relative_to(target) and target != source:
-            raise ValueError(
-                f"{option} {path} holds the input {given}; write to another path"
-            )
+            raise ValueError(f"{option} {path} holds the input {given}; write to another path")
 
 
 def _same(a, b) -> bool:

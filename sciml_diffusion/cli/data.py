@@ -5,6 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sciml_diffusion.cli.checks import (
+    check_device,
+    check_output_dir,
+    check_output_file,
+    check_plot_path,
+    parse_variables,
+    positive_int,
+)
+
 __all__ = ["register"]
 
 
@@ -24,11 +33,18 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 def _info(args: argparse.Namespace) -> None:
     from sciml_diffusion.fields import FieldDataset
+    from sciml_diffusion.fields.dataset import describe_dataset, spatial_dims
+    from sciml_diffusion.fields.io import open_dataset
 
-    variables = args.variables.split(",") if args.variables else None
-    dataset = FieldDataset.open(args.file, variables=variables)
+    variables = parse_variables(args.variables)
+    ds = open_dataset(args.file)
     print(f"file: {args.file}")
-    print(dataset.describe())
+    try:
+        spatial_dims(ds)
+    except ValueError:  # no spatial dims: a time series or a table, summarised as such
+        print(describe_dataset(ds, variables))
+        return
+    print(FieldDataset(ds, variables=variables).describe())
 
 
 # ---------------------------------------------------------------------- data make
@@ -58,8 +74,8 @@ def _register_make(commands) -> None:
     make.add_argument("problem", nargs="?", help=f"one of: {', '.join(PROBLEM_NAMES)}")
     make.add_argument("--recipe", default=None, help="a recipe YAML (datasets/*.yaml)")
     make.add_argument("--size", default="quick", help="recipe size (quick or full)")
-    make.add_argument("--samples", type=int, default=None, help="number of samples")
-    make.add_argument("--resolution", type=int, default=None, help="grid nodes per axis")
+    make.add_argument("--samples", type=positive_int, default=None, help="number of samples")
+    make.add_argument("--resolution", type=positive_int, default=None, help="grid nodes per axis")
     make.add_argument("--seed", type=int, default=None, help="sample i uses seed + i (default 0)")
     make.add_argument(
         "--out", default=None, help="output .nc file; with --recipe a directory (default data/)"
@@ -73,11 +89,16 @@ def _register_make(commands) -> None:
         metavar="NAME=VALUE",
         help="any other problem parameter, e.g. --param tau=4 (repeatable)",
     )
-    make.add_argument("--workers", type=int, default=1, help="processes across samples")
-    make.add_argument("--batch-size", type=int, default=None, help="samples per torch batch")
+    make.add_argument("--workers", type=positive_int, default=1, help="processes across samples")
+    make.add_argument(
+        "--batch-size", type=positive_int, default=None, help="samples per torch batch"
+    )
     make.add_argument("--device", default=None, help="torch device of time-dependent problems")
     make.add_argument("--dtype", choices=("float32", "float64"), default=None)
     make.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    make.add_argument(
+        "--plot", default=None, help="optional PNG of the first samples (one problem only)"
+    )
     make.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     make.set_defaults(func=_make)
 
@@ -99,19 +120,36 @@ def _make(args: argparse.Namespace) -> None:
     if missing:
         raise ValueError("data make PROBLEM needs " + ", ".join(f"--{m}" for m in missing))
     seed = args.seed if args.seed is not None else 0
+    out = check_output_file(args.out, overwrite=args.overwrite)
+    check_plot_path(args.plot, overwrite=args.overwrite, inputs=[out])
     _generate_file(
         args.problem, overrides, args.resolution, args.samples, seed, Path(args.out), args, {}
     )
 
 
 def _make_recipe(args: argparse.Namespace, overrides: dict) -> None:
+    import yaml
+
     from sciml_diffusion.pdes.recipes import load_recipe
 
-    recipe = load_recipe(args.recipe)
+    if args.plot is not None:
+        raise ValueError("--plot draws one problem's samples; it does not apply to --recipe")
+    try:
+        recipe = load_recipe(args.recipe)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ValueError(f"--recipe {args.recipe} is not valid YAML{line}; fix the file") from None
+    except (TypeError, AttributeError) as error:
+        raise ValueError(f"--recipe {args.recipe} is not a recipe: {error}") from None
     out_dir = Path(args.out) if args.out is not None else Path("data")
     if out_dir.suffix in _NETCDF_SUFFIXES:
         raise ValueError(f"with --recipe, --out is a directory, got the file name {out_dir}")
-    for job in recipe.jobs(args.size):
+    check_output_dir(out_dir, inputs=[args.recipe])
+    jobs = list(recipe.jobs(args.size))
+    for job in jobs:
+        check_output_file(out_dir / job.filename(), overwrite=args.overwrite)
+    for job in jobs:
         parameters = {**job.parameters, **overrides}
         _generate_file(
             job.problem,
@@ -134,8 +172,6 @@ def _generate_file(name, parameters, resolution, samples, seed, out: Path, args,
     problem = pdes.get(name, **parameters)
     if out.suffix.lower() not in _NETCDF_SUFFIXES:
         raise ValueError(f"--out must end in one of {', '.join(_NETCDF_SUFFIXES)}, got {out}")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     options = {"workers": args.workers, "progress": not args.no_progress}
     torch_options = _torch_options(args, defaults)
     if isinstance(problem, EvolutionProblem):
@@ -150,6 +186,11 @@ def _generate_file(name, parameters, resolution, samples, seed, out: Path, args,
     data.save(out)
     seconds = time.perf_counter() - start
     print(f"wrote {out}: {samples} samples of {problem.name} on {data.grid} in {seconds:.1f} s")
+    if getattr(args, "plot", None):
+        from sciml_diffusion.plot import plot_fields
+
+        plot_fields(data, samples=min(samples, 4), path=args.plot, title=problem.name)
+        print(f"wrote {args.plot}")
 
 
 def _torch_options(args: argparse.Namespace, defaults: dict) -> dict:
@@ -161,7 +202,7 @@ def _torch_options(args: argparse.Namespace, defaults: dict) -> dict:
         options["batch_size"] = int(batch_size)
     device = args.device if args.device is not None else defaults.get("device")
     if device is not None:
-        options["device"] = device
+        options["device"] = str(check_device(device))
     dtype = args.dtype if args.dtype is not None else defaults.get("dtype")
     if dtype is not None:
         options["dtype"] = {"float32": torch.float32, "float64": torch.float64}[dtype]

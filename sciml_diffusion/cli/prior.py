@@ -7,7 +7,25 @@ import argparse
 import json
 from pathlib import Path
 
+from sciml_diffusion.cli.checks import (
+    check_device,
+    check_input_file,
+    check_memory,
+    check_output_dir,
+    check_output_file,
+    check_plot_path,
+    parse_resolution,
+    parse_variables,
+    positive_float,
+    positive_int,
+)
+
 __all__ = ["register"]
+
+_RESOLUTION_HELP = (
+    "nodes per axis: N (square grids), N1,N2 (one per axis, CF order, e.g. lat,lon) or a "
+    "scale factor xF (x2 doubles every axis)"
+)
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -15,35 +33,57 @@ def register(groups: argparse._SubParsersAction) -> None:
     parser = groups.add_parser("prior", help="function-space diffusion priors")
     commands = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
 
-    train = commands.add_parser("train", help="train a prior on a field data set")
+    train = commands.add_parser(
+        "train",
+        help="train a prior on a field data set",
+        description="Train a diffusion prior. Unset options take the TrainConfig defaults "
+        "(steps 2000, batch size 16, lr 1e-3, width 32, 12 modes, GRF noise); with --resume "
+        "they take the stored run's values, and only --steps, --checkpoint-every and "
+        "--device may differ from them.",
+    )
     train.add_argument("--data", required=True, help="training data (.nc, .h5, .zarr)")
     train.add_argument("--variables", default=None, help="comma-separated, e.g. a,u (default all)")
-    train.add_argument("--out", required=True, help="run directory (checkpoints, config, log)")
+    train.add_argument(
+        "--sample-dim",
+        default=None,
+        help="treat this dim as independent samples, e.g. time for one field per time",
+    )
+    train.add_argument("--out", required=True, help="run folder (checkpoints, config, log)")
     train.add_argument("--config", default=None, help="JSON file of TrainConfig settings")
-    train.add_argument("--steps", type=int, default=None)
-    train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--lr", type=float, default=None)
-    train.add_argument("--width", type=int, default=None, help="backbone channels")
-    train.add_argument("--modes", type=int, default=None, help="Fourier modes per axis")
-    train.add_argument("--resolution", type=int, default=None, help="resample data to R^d")
-    train.add_argument("--noise", choices=("grf", "white"), default=None)
+    train.add_argument("--steps", type=positive_int, default=None, help="optimiser steps")
+    train.add_argument("--batch-size", type=positive_int, default=None, help="fields per step")
+    train.add_argument("--lr", type=positive_float, default=None, help="peak learning rate")
+    train.add_argument("--width", type=positive_int, default=None, help="backbone channels")
+    train.add_argument("--modes", type=positive_int, default=None, help="Fourier modes per axis")
+    train.add_argument(
+        "--resolution", default=None, help="resample the data first; " + _RESOLUTION_HELP
+    )
+    train.add_argument("--noise", choices=("grf", "white"), default=None, help="noise process")
+    train.add_argument(
+        "--checkpoint-every", type=positive_int, default=None, help="steps between checkpoints"
+    )
     train.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
-    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--seed", type=int, default=None, help="random seed")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--force", action="store_true", help="skip the memory check")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
     sample = commands.add_parser("sample", help="draw samples from a trained prior")
-    sample.add_argument("--checkpoint", required=True, help="run directory of a trained prior")
-    sample.add_argument("--samples", type=int, required=True, help="number of samples")
-    sample.add_argument("--resolution", type=int, default=None, help="nodes per axis")
+    sample.add_argument("--checkpoint", required=True, help="run folder of a trained prior")
+    sample.add_argument("--samples", type=positive_int, required=True, help="number of samples")
+    sample.add_argument(
+        "--resolution", default=None, help="default: the training grid; " + _RESOLUTION_HELP
+    )
     sample.add_argument("--sampler", default="heun", help="euler, heun, dpm2m, stochastic, em")
-    sample.add_argument("--steps", type=int, default=32, help="noise levels")
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--device", default="cpu")
+    sample.add_argument("--steps", type=positive_int, default=32, help="noise levels")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (member i: seed, i)")
+    sample.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto")
     sample.add_argument("--out", required=True, help="output .nc (or .h5/.zarr)")
     sample.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     sample.add_argument("--plot", default=None, help="optional PNG of the first samples")
+    sample.add_argument("--force", action="store_true", help="skip the memory check")
+    sample.add_argument("--quiet", action="store_true", help="no progress bar")
     sample.set_defaults(func=_sample)
 
 
@@ -54,8 +94,8 @@ _FLAGS = {
     "lr": "lr",
     "width": "width",
     "modes": "n_modes",
-    "resolution": "resolution",
     "noise": "noise",
+    "checkpoint_every": "checkpoint_every",
     "device": "device",
     "seed": "seed",
 }
@@ -63,49 +103,103 @@ _FLAGS = {
 
 def _train(args: argparse.Namespace) -> None:
     from sciml_diffusion.diffusion import train_prior
+    from sciml_diffusion.diffusion.prior import CONFIG_FILE, read_run_config
     from sciml_diffusion.fields import FieldDataset
 
-    settings = {}
-    if args.config:
-        try:
-            settings = json.loads(Path(args.config).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"--config {args.config} is not valid JSON: {error}") from error
-    variables = [v.strip() for v in args.variables.split(",")] if args.variables else None
+    data = check_input_file(args.data)
+    out = check_output_dir(args.out, inputs=[args.data, args.config])
+    if args.device is not None:
+        check_device(args.device)
+    settings = _read_config(args.config) if args.config else {}
+    variables = parse_variables(args.variables)
     if variables:
         settings["variables"] = variables
     for flag, key in _FLAGS.items():
         if getattr(args, flag) is not None:
             settings[key] = getattr(args, flag)
-    if not Path(args.data).exists():
-        raise FileNotFoundError(f"no data file at {args.data}")
-    dataset = FieldDataset.open(args.data)
-    prior = train_prior(
-        dataset, settings, out=args.out, resume=args.resume, progress=not args.quiet
+    if args.resume and (out / CONFIG_FILE).exists():
+        settings = {**read_run_config(out)["train"], **settings}
+    dataset = FieldDataset.open(data, variables=settings.get("variables"))
+    if args.sample_dim:
+        dataset = dataset.stack_samples(args.sample_dim)
+    elif dataset.has_time:
+        raise ValueError(
+            f"{data} has a time dim; pass --sample-dim time to train on one field per time"
+        )
+    if args.resolution is not None:
+        settings["resolution"] = list(parse_resolution(args.resolution, dataset.grid.shape))
+    _check_training_memory(dataset, settings, args.force)
+    prior = train_prior(dataset, settings, out=out, resume=args.resume, progress=not args.quiet)
+    print(f"trained {prior}; run folder {out}")
+
+
+def _read_config(path: str) -> dict:
+    file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"--config {path} is a folder; give a JSON file of settings")
+    if not file.exists():
+        raise FileNotFoundError(f"--config {path}: no such file")
+    try:
+        settings = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"--config {path} is not valid JSON: {error}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(
+            f"--config {path} holds a JSON {type(settings).__name__}; it must be an object "
+            '(e.g. {"steps": 400})'
+        )
+    return settings
+
+
+def _check_training_memory(dataset, settings: dict, force: bool) -> None:
+    """Data (several float32 copies) plus the backbone's activations for one batch."""
+    import numpy as np
+
+    shape = settings.get("resolution") or dataset.grid.shape
+    nodes = float(np.prod(shape))
+    channels = len(settings.get("variables") or dataset.variables)
+    data = len(dataset) * channels * nodes * 4 * 4
+    width, batch = settings.get("width", 32), settings.get("batch_size", 16)
+    activations = batch * width * nodes * 4 * settings.get("n_layers", 4) * 12
+    check_memory(
+        data + activations,
+        f"training on {len(dataset)} samples on a {'x'.join(map(str, shape))} grid",
+        force=force,
     )
-    print(f"trained {prior}; run directory {args.out}")
 
 
 def _sample(args: argparse.Namespace) -> None:
+    import numpy as np
     import torch
 
     from sciml_diffusion.diffusion import Prior
 
-    if args.samples < 1:
-        raise ValueError(f"--samples must be >= 1, got {args.samples}")
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    prior = Prior.load(args.checkpoint, device=args.device)
-    grid = prior.grid if args.resolution is None else prior.grid.with_shape(args.resolution)
+    out = check_output_file(args.out, overwrite=args.overwrite, inputs=[args.checkpoint])
+    plot = check_plot_path(args.plot, overwrite=args.overwrite, inputs=[args.checkpoint, out])
+    device = check_device(args.device)
+    prior = Prior.load(args.checkpoint, device=device)
+    shape = parse_resolution(args.resolution, prior.grid.shape)
+    grid = prior.grid if shape is None else prior.grid.with_shape(shape)
+    width = prior.config.get("model", {}).get("width", 32)
+    check_memory(
+        args.samples * float(np.prod(grid.shape)) * 4 * (len(prior.variables) * 8 + width * 8),
+        f"{args.samples} samples on a {'x'.join(map(str, grid.shape))} grid",
+        force=args.force,
+        device=device,
+    )
     with torch.no_grad():
         dataset = prior.sample(
-            args.samples, grid=grid, sampler=args.sampler, steps=args.steps, generator=args.seed
+            args.samples,
+            grid=grid,
+            sampler=args.sampler,
+            steps=args.steps,
+            generator=args.seed,
+            progress=not args.quiet,
         )
     dataset.save(out)
     print(f"wrote {args.samples} samples of {', '.join(prior.variables)} on {grid} to {out}")
-    if args.plot:
+    if plot:
         from sciml_diffusion.plot import plot_fields
 
-        plot_fields(dataset, samples=min(args.samples, 4), path=args.plot, title="prior samples")
-        print(f"wrote {args.plot}")
+        plot_fields(dataset, samples=min(args.samples, 4), path=plot, title="prior samples")
+        print(f"wrote {plot}")

@@ -5,6 +5,9 @@ A run directory holds (DESIGN.md, "every checkpoint carries what is needed to us
 - ``config.json``: model and training configuration, the variable order, the noise
   process, ``sigma_data`` and the training grid;
 - ``normalizer.json``: the per-variable statistics the model was trained on;
+- ``layout.nc``: the training data's coordinates, attributes, encodings and land mask
+  (:meth:`~sciml_diffusion.fields.FieldDataset.layout`), so that samples on the training
+  grid look like the training file (land NaN, same coordinate order and dtypes);
 - ``checkpoint.pt``: state dicts only (model, EMA, optimiser, step, RNG state), read with
   ``torch.load(weights_only=True)``; sampling uses the EMA weights.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,11 +33,19 @@ from sciml_diffusion.diffusion.samplers import SAMPLERS
 from sciml_diffusion.diffusion.schedules import as_sigmas, edm_sigmas
 from sciml_diffusion.fields import FieldDataset, Grid, Normalizer
 
-__all__ = ["Prior", "build_denoiser", "member_generators", "FORMAT", "read_run_config"]
+__all__ = [
+    "Prior",
+    "build_denoiser",
+    "member_generators",
+    "FORMAT",
+    "read_run_config",
+    "LAYOUT_FILE",
+]
 
 #: identifies a prior run directory's config.json
 FORMAT = "sciml_diffusion.prior/1"
 CONFIG_FILE, NORMALIZER_FILE, CHECKPOINT_FILE = "config.json", "normalizer.json", "checkpoint.pt"
+LAYOUT_FILE = "layout.nc"
 
 
 def build_denoiser(run_config: dict) -> EDMDenoiser:
@@ -107,6 +119,9 @@ class Prior:
         The training grid.
     config : dict, optional
         The run configuration (``config.json``).
+    layout : FieldDataset, optional
+        The training data's layout (:meth:`FieldDataset.layout`): samples keep its
+        coordinates, attributes, encodings and land mask.
     """
 
     def __init__(
@@ -116,9 +131,11 @@ class Prior:
         normalizer: Normalizer,
         grid: Grid,
         config: dict | None = None,
+        layout: FieldDataset | None = None,
     ):
         self.denoiser, self.noise, self.normalizer, self.grid = denoiser, noise, normalizer, grid
         self.config = config or {}
+        self.layout = layout
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -145,7 +162,9 @@ class Prior:
             ) from error
         denoiser.to(device or "cpu").eval()
         noise = noise_from_dict(config["noise"])
-        return cls(denoiser, noise, normalizer, Grid.from_dict(config["grid"]), config)
+        layout = _read_layout(Path(path) / LAYOUT_FILE)
+        grid = Grid.from_dict(config["grid"])
+        return cls(denoiser, noise, normalizer, grid, config, layout=layout)
 
     # ------------------------------------------------------------------ denoising
     def check_grid(self, grid: Grid | None) -> Grid:
@@ -242,13 +261,21 @@ class Prior:
         """
         grid = self.check_grid(grid)
         x = self.sample_tensor(n, grid=grid, **options)
-        fields = self.normalizer.denormalize(x.detach().float().cpu())
+        fields = self.normalizer.denormalize(x.detach().double().cpu())
+        if not torch.isfinite(fields).all():
+            warnings.warn(
+                "some samples are not finite (NaN or inf); the prior may be undertrained or "
+                "the data's values extreme",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         attrs = {
             "source": "sciml_diffusion prior sample",
             "sampler": options.get("sampler", "heun"),
         }
+        like = self.layout if self.layout is not None and _fits(self.layout, grid) else None
         return FieldDataset.from_tensor(
-            fields, variables=list(self.variables), grid=grid, attrs=attrs
+            fields, variables=list(self.variables), grid=grid, like=like, attrs=attrs
         )
 
     def __repr__(self) -> str:
@@ -256,6 +283,21 @@ class Prior:
             f"Prior(variables={list(self.variables)}, noise={self.noise!r}, grid={self.grid}, "
             f"sigma_data={self.denoiser.sigma_data:.4g})"
         )
+
+
+def _read_layout(path: Path) -> FieldDataset | None:
+    """The run's ``layout.nc`` (runs trained before it existed have none)."""
+    if not path.exists():
+        return None
+    try:
+        return FieldDataset.open(path)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} is damaged ({error}); the run folder is incomplete") from error
+
+
+def _fits(layout: FieldDataset, grid: Grid) -> bool:
+    """Whether the layout describes ``grid``'s domain (same axes and bounds)."""
+    return layout.grid.axes == grid.axes and layout.grid.ndim == grid.ndim
 
 
 def _grid_for(x: torch.Tensor, grid: Grid) -> Grid:

@@ -26,6 +26,7 @@ from sciml_diffusion.diffusion.prior import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     FORMAT,
+    LAYOUT_FILE,
     NORMALIZER_FILE,
     Prior,
     build_denoiser,
@@ -36,6 +37,9 @@ from sciml_diffusion.fields import FieldDataset, Grid, Normalizer, resample
 from sciml_diffusion.fields.io import atomic_path
 
 __all__ = ["TrainConfig", "train_prior", "NonFiniteLossError"]
+
+#: the training log, one JSON record per step
+LOG_FILE = "log.jsonl"
 
 #: settings that may change when a run is resumed
 RESUMABLE = ("steps", "checkpoint_every", "val_every", "device", "progress")
@@ -64,8 +68,9 @@ class TrainConfig:
         Log-normal training noise levels.
     steps, batch_size, lr, weight_decay, warmup, grad_clip, ema_decay
         Optimisation.
-    resolution : int, optional
-        Resample the data onto a regular grid of this many nodes per axis first.
+    resolution : int or list of int, optional
+        Resample the data onto a regular grid of this many nodes per axis (an int for
+        every axis, or one per axis) first.
     subsample : list of int
         Strides drawn uniformly per step (multi-resolution training); ``[1]`` is off.
     val_fraction, val_every, val_samples
@@ -97,7 +102,7 @@ class TrainConfig:
     warmup: int = 100
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    resolution: int | None = None
+    resolution: int | list[int] | None = None
     subsample: list[int] = field(default_factory=lambda: [1])
     val_fraction: float = 0.1
     val_every: int = 250
@@ -109,6 +114,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"training settings must be a JSON object of name: value, got "
+                f"{type(data).__name__}"
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -116,15 +126,54 @@ class TrainConfig:
         return cls(**data)
 
     def validate(self) -> None:
+        self._check_types()
         if self.noise not in ("grf", "white"):
             raise ValueError(f"noise must be 'grf' or 'white', got {self.noise!r}")
-        for name in ("width", "n_layers", "n_modes", "steps", "batch_size"):
+        positive = ("width", "n_layers", "n_modes", "steps", "batch_size")
+        for name in (*positive, "checkpoint_every", "val_every", "val_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "grad_clip", "p_std", "noise_tau"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+        sizes = self.resolution if isinstance(self.resolution, list) else [self.resolution]
+        if self.resolution is not None and any(n < 2 for n in sizes):
+            raise ValueError(f"resolution must be >= 2 nodes per axis, got {self.resolution}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not self.subsample or any(int(s) < 1 for s in self.subsample):
             raise ValueError(f"subsample strides must be >= 1, got {self.subsample}")
+
+    def _check_types(self) -> None:
+        """Each setting has its default's type (a config file may say ``"steps": "ten"``)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            if value is None and f.name in ("variables", "noise_alpha", "resolution"):
+                continue
+            if f.name == "variables" or f.name == "subsample":
+                kind = str if f.name == "variables" else int
+                ok = isinstance(value, list) and all(
+                    isinstance(v, kind) and not isinstance(v, bool) for v in value
+                )
+                expected = f"a list of {kind.__name__}"
+            elif f.name == "resolution":
+                ok = _is_int(value) or (isinstance(value, list) and all(map(_is_int, value)))
+                expected = "an int or a list of ints"
+            elif f.name == "noise_alpha" or isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                expected = "a number"
+            else:
+                ok = isinstance(value, type(default)) and (
+                    isinstance(default, bool) or not isinstance(value, bool)
+                )
+                expected = f"a {type(default).__name__}"
+            if not ok:
+                raise ValueError(f"training setting {f.name} must be {expected}, got {value!r}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def train_prior(
@@ -207,12 +256,15 @@ class _Run:
         )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step, self.saved_step = 0, None
-        if previous:
+        self.layout = dataset.layout(variables)
+        if previous and (out / CHECKPOINT_FILE).exists():
             self._restore(load_checkpoint(out, self.device))
-        elif out is not None:
+        elif out is not None:  # a new run, or one stopped before its first checkpoint
             out.mkdir(parents=True, exist_ok=True)
             normalizer.save(out / NORMALIZER_FILE)
+            self.layout.save(out / LAYOUT_FILE)
             _write_json(out / CONFIG_FILE, self.run_config)
+        self._truncate_log()
 
     # ------------------------------------------------------------------ loop
     def train(self, progress: bool) -> Prior:
@@ -235,7 +287,9 @@ class _Run:
                 self.save()
         bar.close()
         self.ema.eval()
-        return Prior(self.ema, self.noise, self.normalizer, self.grid, self.run_config)
+        return Prior(
+            self.ema, self.noise, self.normalizer, self.grid, self.run_config, layout=self.layout
+        )
 
     def _train_step(self) -> float:
         config = self.config
@@ -345,8 +399,22 @@ class _Run:
 
     def _log(self, record: dict) -> None:
         if self.out is not None:
-            with open(self.out / "log.jsonl", "a") as f:
+            with open(self.out / LOG_FILE, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+    def _truncate_log(self) -> None:
+        """Drop log records after the checkpoint's step (they are about to be redone)."""
+        if self.out is None or not (self.out / LOG_FILE).exists():
+            return
+        kept = []
+        for line in (self.out / LOG_FILE).read_text().splitlines():
+            try:
+                if int(json.loads(line)["step"]) <= self.step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by the interruption
+        with atomic_path(self.out / LOG_FILE) as tmp:
+            tmp.write_text("".join(f"{line}\n" for line in kept))
 
 
 # ---------------------------------------------------------------------- helpers
@@ -362,7 +430,13 @@ def _as_config(config) -> TrainConfig:
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device {name!r} is not a torch device; use cpu, cuda or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: this machine has no CUDA device; use cpu")
+    return device
 
 
 def _check_run_dir(out: Path | None, config: TrainConfig, resume: bool) -> dict | None:
@@ -372,10 +446,15 @@ def _check_run_dir(out: Path | None, config: TrainConfig, resume: bool) -> dict 
     if not resume:
         if (out / CHECKPOINT_FILE).exists() or (out / CONFIG_FILE).exists():
             raise FileExistsError(
-                f"{out} already holds a prior run; pass resume to continue it or choose a new "
-                "directory (nothing was overwritten)"
+                f"{out} already holds a prior run; pass --resume to continue it (a run stopped "
+                "before its first checkpoint restarts from step 0) or choose a new folder "
+                "(nothing was overwritten)"
             )
         return None
+    if not (out / CONFIG_FILE).exists():
+        raise FileNotFoundError(
+            f"nothing to resume in {out}: it holds no {CONFIG_FILE}; train without --resume"
+        )
     previous = read_run_config(out)
     old, new = previous["train"], asdict(config)
     changed = sorted(k for k in new if k not in RESUMABLE and old.get(k) != new[k])

@@ -9,6 +9,13 @@ scalars) ride along untouched. Spatial dims are recognised by the CF ``axis`` or
 On the torch side a batch is ``(B, C, *spatial)`` or ``(B, T, C, *spatial)``: channels are
 the variables in the order asked for. NaN ("no data here") becomes 0 in
 :meth:`FieldDataset.to_tensor`, and :meth:`FieldDataset.mask` says where it was.
+
+Spatial coordinates stored in decreasing order (latitude north to south, as in most
+reanalyses) are read in increasing order, so every grid and tensor runs from low to high
+coordinates; :meth:`FieldDataset.save` and :meth:`FieldDataset.from_tensor` with ``like=``
+write them back in the file's order. :meth:`FieldDataset.layout` keeps what an output
+needs to look like its input: coordinates (dtype, attributes, encoding), CF bounds,
+global and variable attributes, encodings, and the land mask.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import xarray as xr
 
 from sciml_diffusion.fields.grid import Grid
 
-__all__ = ["FieldDataset", "spatial_dims", "LEADING_DIMS"]
+__all__ = ["FieldDataset", "spatial_dims", "describe_dataset", "LEADING_DIMS"]
 
 #: dims allowed before the spatial ones in a tensor view, in this order
 LEADING_DIMS = ("sample", "time")
@@ -115,12 +122,20 @@ class FieldDataset:
     >>> m = ds.mask()               # same shape, False where the file had NaN
     """
 
-    def __init__(self, dataset: xr.Dataset, variables: Sequence[str] | None = None):
+    def __init__(
+        self,
+        dataset: xr.Dataset,
+        variables: Sequence[str] | None = None,
+        decreasing: Sequence[str] = (),
+    ):
         if isinstance(dataset, FieldDataset):
+            decreasing = tuple(decreasing) or dataset._flipped
             dataset = dataset.xarray
         if not isinstance(dataset, xr.Dataset):
             raise ValueError(f"FieldDataset wraps an xarray.Dataset, got {type(dataset).__name__}")
         self._spatial = spatial_dims(dataset)
+        dataset, flipped = _increasing(dataset, self._spatial)
+        self._flipped = tuple(d for d in self._spatial if d in flipped or d in decreasing)
         fields = [v for v in dataset.data_vars if set(self._spatial) <= set(dataset[v].dims)]
         fields = _stored_order(fields, dataset.attrs.get(_ORDER_ATTR))
         if variables is not None:
@@ -147,12 +162,20 @@ class FieldDataset:
         return cls(open_dataset(path), variables=variables)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write to ``path`` atomically (format from the suffix: .nc, .h5/.hdf5, .zarr)."""
+        """Write to ``path`` atomically (format from the suffix: .nc, .h5/.hdf5, .zarr).
+
+        Axes read in decreasing order are written back in decreasing order.
+        """
         from sciml_diffusion.fields.io import save_dataset
 
-        ds = self._ds.copy()
+        ds = self.file_order()
         ds.attrs[_ORDER_ATTR] = ",".join(self._variables)
         save_dataset(ds, path)
+
+    def file_order(self) -> xr.Dataset:
+        """The ``xarray.Dataset`` with every axis in the order of the file it came from."""
+        flips = {d: slice(None, None, -1) for d in self._flipped if d in self._ds.dims}
+        return self._ds.isel(flips) if flips else self._ds.copy()
 
     # ------------------------------------------------------------------ layout
     @property
@@ -186,9 +209,71 @@ class FieldDataset:
     def __repr__(self) -> str:
         return f"FieldDataset(variables={list(self._variables)}, samples={len(self)}, {self.grid})"
 
+    @property
+    def decreasing(self) -> tuple[str, ...]:
+        """Spatial dims the file stores in decreasing order (read here in increasing order)."""
+        return self._flipped
+
     def isel(self, **indexers) -> FieldDataset:
         """Index along dims (``sample=...``, ``time=...``) as ``xarray.Dataset.isel``."""
-        return FieldDataset(self._ds.isel(**indexers), variables=self._variables)
+        return FieldDataset(
+            self._ds.isel(**indexers), variables=self._variables, decreasing=self._flipped
+        )
+
+    def stack_samples(self, dim: str) -> FieldDataset:
+        """Treat ``dim`` (e.g. ``"time"``: one field per time) as independent samples.
+
+        Without a ``sample`` dim, ``dim`` is renamed ``sample``; with one, the two are
+        stacked into ``sample`` (sample-major). Variables along ``dim`` (e.g. ``time_bnds``)
+        follow; the coordinate of ``dim`` is kept as a non-index coordinate.
+        """
+        ds = self._ds
+        if dim == "sample":
+            return self
+        if dim not in ds.dims:
+            raise ValueError(
+                f"--sample-dim {dim!r} is not a dim of the data; dims are {list(ds.dims)}"
+            )
+        if dim in self._spatial:
+            raise ValueError(f"{dim!r} is a spatial dim; choose time or another leading dim")
+        if "sample" in ds.dims:
+            ds = ds.stack(_sample=("sample", dim)).reset_index("_sample", drop=True)
+            ds = ds.drop_vars(["sample", dim], errors="ignore").rename({"_sample": "sample"})
+        else:
+            if dim in ds.indexes:
+                ds = ds.reset_index(dim)
+            ds = ds.rename_dims({dim: "sample"})
+        ds = ds.transpose("sample", ...)
+        return FieldDataset(ds, variables=self._variables, decreasing=self._flipped)
+
+    def layout(self, variables: Sequence[str] | None = None) -> FieldDataset:
+        """What outputs need to look like this data set: one field per variable, no samples.
+
+        Each variable is 0 where any sample has data and NaN where every sample (and time)
+        is NaN (land); it keeps its attributes and encoding (dtype, packing, fill value).
+        Spatial coordinates, CF bounds and other variables without ``sample``/``time`` dims
+        and the global attributes are kept. Pass it as ``like=`` to :meth:`from_tensor`.
+        """
+        variables = self._select(variables)
+        ds = self._ds
+        keep = {}
+        for name, var in ds.data_vars.items():
+            if name in self._variables and name not in variables:
+                continue
+            if name in variables:
+                reduce = [d for d in var.dims if d not in self._spatial]
+                land = var.isnull().all(reduce) if reduce else var.isnull()
+                field = xr.zeros_like(land, dtype=np.float64).where(~land)
+                field.attrs, field.encoding = dict(var.attrs), _portable_encoding(var.encoding)
+                keep[name] = field
+            elif not set(var.dims) & {*LEADING_DIMS, *_leading_extra(ds, self._spatial)}:
+                keep[name] = var
+        out = xr.Dataset(keep, attrs=dict(ds.attrs))
+        for dim in self._spatial:
+            if dim in ds.coords:
+                out = out.assign_coords({dim: ds[dim]})
+        out = out.drop_vars([c for c in out.coords if set(out[c].dims) - set(self._spatial)])
+        return FieldDataset(out, variables=variables, decreasing=self._flipped)
 
     # ------------------------------------------------------------------ tensors
     def to_tensor(
@@ -281,17 +366,11 @@ class FieldDataset:
             coords["time"] = _time_coord(like, time, values.shape[1])
         data = {}
         for c, name in enumerate(variables):
-            var_attrs = (
-                dict(like.xarray[name].attrs) if like is not None and name in like.xarray else {}
-            )
-            data[name] = (
-                (*dims, *grid.axes),
-                np.take(values, c, axis=lead).astype(np.float32),
-                var_attrs,
-            )
-        ds_attrs = dict(like.xarray.attrs) if like is not None else {}
-        ds_attrs.update(attrs or {})
-        return cls(xr.Dataset(data, coords=coords, attrs=ds_attrs))
+            data[name] = ((*dims, *grid.axes), _float32_if_it_fits(np.take(values, c, axis=lead)))
+        ds = xr.Dataset(data, coords=coords, attrs=dict(attrs or {}))
+        if like is None:
+            return cls(ds)
+        return cls(_like(ds, like, grid, variables), decreasing=like.decreasing)
 
     # ------------------------------------------------------------------ splits
     def split(self, fractions: Sequence[float], seed: int = 0) -> list[FieldDataset]:
@@ -309,28 +388,146 @@ class FieldDataset:
     # ------------------------------------------------------------------ summary
     def describe(self) -> str:
         """A human-readable summary: dims, grid, variables, NaN fraction, value ranges."""
-        ds = self._ds
-        lines = [
-            f"dims: {', '.join(f'{d}={n}' for d, n in ds.sizes.items())}",
-            f"grid: {self.grid}",
-        ]
-        if "time" in ds.coords:
-            t = ds["time"].values
-            lines.append(f"time: {t.size} steps from {t[0]} to {t[-1]}")
-        lines.append("variables:")
-        for v in self._variables:
-            arr = np.asarray(ds[v].values, dtype=np.float64)
-            nan = float(np.isnan(arr).mean())
-            units = ds[v].attrs.get("units", "")
-            if nan < 1:
-                lo, hi = np.nanmin(arr), np.nanmax(arr)
-                mean, std = np.nanmean(arr), np.nanstd(arr)
-                stats = f"min={lo:.4g} max={hi:.4g} mean={mean:.4g} std={std:.4g}"
-            else:
-                stats = "all NaN"
-            unit = f" [{units}]" if units else ""
-            lines.append(f"  {v}{unit} dims={list(ds[v].dims)} nan={nan:.2%} {stats}")
-        return "\n".join(lines)
+        lines = [f"grid: {self.grid}"]
+        flipped = [d for d in self._spatial if d in self._flipped]
+        if flipped:
+            lines.append(f"stored decreasing (read in increasing order): {', '.join(flipped)}")
+        return describe_dataset(self._ds, self._variables, extra=lines)
+
+
+def describe_dataset(ds: xr.Dataset, variables=None, extra=()) -> str:
+    """Summary of any data set (fields, time series, tables): dims, time, variables.
+
+    One line per variable with its dims, units, NaN fraction and range.
+    """
+    variables = list(variables) if variables is not None else list(ds.data_vars)
+    _check_variables(variables, list(ds.data_vars))
+    lines = [f"dims: {', '.join(f'{d}={n}' for d, n in ds.sizes.items())}", *extra]
+    if "time" in ds.coords and ds["time"].size:
+        t = ds["time"].values
+        calendar = ds["time"].encoding.get("calendar") or ds["time"].attrs.get("calendar")
+        note = f" ({calendar} calendar)" if calendar else ""
+        lines.append(f"time: {t.size} steps from {t.min()} to {t.max()}{note}")
+    lines.append("variables:")
+    for v in variables:
+        lines.append(f"  {v}{_variable_summary(ds[v])}")
+    return "\n".join(lines)
+
+
+def _variable_summary(arr: xr.DataArray) -> str:
+    units = arr.attrs.get("units", "")
+    unit = f" [{units}]" if units else ""
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        return f"{unit} dims={list(arr.dims)} dtype={arr.dtype}"
+    values = np.asarray(arr.values, dtype=np.float64)
+    if values.size == 0:
+        return f"{unit} dims={list(arr.dims)} empty"
+    nan = float(np.isnan(values).mean())
+    if nan < 1:
+        lo, hi = np.nanmin(values), np.nanmax(values)
+        mean, std = np.nanmean(values), np.nanstd(values)
+        stats = f"min={lo:.4g} max={hi:.4g} mean={mean:.4g} std={std:.4g}"
+    else:
+        stats = "all NaN"
+    return f"{unit} dims={list(arr.dims)} nan={nan:.2%} {stats}"
+
+
+#: encoding keys that describe how a variable is stored, valid for any NetCDF4 writer
+_ENCODING_KEYS = (
+    "dtype", "scale_factor", "add_offset", "_FillValue", "units", "calendar", "zlib",
+    "complevel", "shuffle",
+)  # fmt: skip
+
+
+def _portable_encoding(encoding: dict) -> dict:
+    return {k: v for k, v in encoding.items() if k in _ENCODING_KEYS}
+
+
+def _leading_extra(ds: xr.Dataset, spatial) -> list[str]:
+    """Dims of field variables besides the spatial ones (sample, time, member, ...)."""
+    dims = set()
+    for var in ds.data_vars.values():
+        if set(spatial) <= set(var.dims):
+            dims.update(d for d in var.dims if d not in spatial)
+    return sorted(dims)
+
+
+def _increasing(ds: xr.Dataset, spatial) -> tuple[xr.Dataset, tuple[str, ...]]:
+    """``ds`` with every decreasing spatial coordinate reversed, and the reversed dims."""
+    flipped = []
+    for dim in spatial:
+        if dim not in ds.coords or ds.sizes[dim] < 2:
+            continue
+        values = np.asarray(ds[dim].values, dtype=np.float64)
+        steps = np.diff(values)
+        if np.all(steps > 0):
+            continue
+        if np.all(steps < 0):
+            flipped.append(dim)
+            continue
+        raise ValueError(
+            f"coordinate {dim!r} is neither increasing nor decreasing; sort it first, "
+            f"e.g. dataset.sortby({dim!r})"
+        )
+    if flipped:
+        ds = ds.isel({d: slice(None, None, -1) for d in flipped})
+    return ds, tuple(flipped)
+
+
+def _float32_if_it_fits(values: np.ndarray) -> np.ndarray:
+    """float32, unless that turns finite values into infinities (data near 1e38)."""
+    single = values.astype(np.float32)
+    if np.isfinite(single).sum() == np.isfinite(values).sum():
+        return single
+    return values
+
+
+def _like(ds: xr.Dataset, like: FieldDataset, grid: Grid, variables) -> xr.Dataset:
+    """``ds`` given ``like``'s coordinates, attributes, encodings, bounds and land mask."""
+    template = like.xarray
+    same_grid = grid == like.grid
+    for dim in grid.axes:
+        if dim not in template.coords:
+            continue
+        if same_grid:
+            ds = ds.assign_coords({dim: template[dim].variable})
+        else:  # another resolution: the file's description of the axis, new values
+            attrs = {k: v for k, v in template[dim].attrs.items() if k != "bounds"}
+            ds[dim].attrs = {**attrs, **ds[dim].attrs}
+            dtype = template[dim].dtype
+            if np.issubdtype(dtype, np.floating):
+                ds = ds.assign_coords({dim: ds[dim].astype(dtype)})
+    if same_grid:
+        extra = {
+            n: v
+            for n, v in template.data_vars.items()
+            if n not in ds and not set(v.dims) & {"sample", "time"} and n not in like.variables
+        }
+        ds = ds.assign(extra)
+    for name in variables:
+        if name not in template:
+            continue
+        ds[name].attrs = {**template[name].attrs}
+        ds[name].encoding = _portable_encoding(template[name].encoding)
+        ds[name] = ds[name].where(_valid(template[name], grid, like.grid, same_grid))
+        ds[name].attrs = {**template[name].attrs}
+        ds[name].encoding = _portable_encoding(template[name].encoding)
+    ds.attrs = {**template.attrs, **ds.attrs}
+    return ds
+
+
+def _valid(field: xr.DataArray, grid: Grid, source: Grid, same_grid: bool) -> xr.DataArray:
+    """Where ``like`` had data in some sample (True), on ``grid``."""
+    spatial = list(grid.axes)
+    reduce = [d for d in field.dims if d not in spatial]
+    has_data = field.notnull().any(reduce) if reduce else field.notnull()
+    if same_grid:
+        return has_data.drop_vars(spatial, errors="ignore")
+    from sciml_diffusion.fields.grid import resample
+
+    moved = resample(torch.as_tensor(has_data.transpose(*spatial).values, dtype=torch.float64),
+                     source, grid)  # fmt: skip
+    return xr.DataArray(moved.numpy() > 0.5, dims=spatial)
 
 
 def _canonical(arr: xr.DataArray, spatial: tuple[str, ...]) -> xr.DataArray:

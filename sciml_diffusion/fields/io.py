@@ -7,6 +7,12 @@
   ``data`` and ``grid/x``, ``grid/t``) are read with h5py, and their anonymous ("phony")
   dims get the names ``sample, time, x, y, z``.
 - ``.zarr`` stores need the ``zarr`` extra (``pip install "sciml-diffusion[zarr]"``).
+- CF conventions are decoded by xarray: packed variables (``scale_factor``/``add_offset``,
+  ``_FillValue``) become floats with NaN, and time axes in any CF calendar or with early
+  origins (``hours since 1-1-1``) become ``cftime`` dates. Their encodings (packing,
+  calendar, units) are kept and used again on write; a packed variable whose new values
+  do not fit its packing is written as float32 instead (with a warning), never wrapped.
+- A damaged file (cut short, or not NetCDF/HDF5) is a one-line ``ValueError``.
 
 Every write goes to a temporary file beside the target and is renamed into place, so an
 interrupted save never leaves a half-written file under the final name.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import h5py
@@ -29,6 +36,12 @@ _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _ZARR_SUFFIXES = (".zarr",)
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: xarray/cftime notes on valid CF time axes (early origins, non-standard calendars)
+_DECODING_NOTES = (
+    "Ambiguous reference date",
+    "Unable to decode time axis",
+    "this date/calendar/year zero convention",
+)
 _PDEBENCH_COORDS = {"x-coordinate": "x", "y-coordinate": "y", "z-coordinate": "z"}
 
 
@@ -45,11 +58,11 @@ def open_dataset(path: str | os.PathLike) -> xr.Dataset:
     with open(path, "rb") as handle:
         magic = handle.read(8)
     if magic[:3] == b"CDF":
-        return xr.open_dataset(path, engine="scipy")
+        return _damaged_is_value_error(path, lambda: xr.open_dataset(path, engine="scipy"))
     if magic == _HDF5_MAGIC:
-        return _open_hdf5(path)
+        return _damaged_is_value_error(path, lambda: _open_hdf5(path))
     raise ValueError(
-        f"cannot read {path}: not NetCDF, HDF5 or Zarr (known suffixes: "
+        f"cannot read {path}: the file is damaged or not NetCDF/HDF5/Zarr (known suffixes: "
         f"{', '.join(_NETCDF_SUFFIXES + _HDF5_SUFFIXES + _ZARR_SUFFIXES)})"
     )
 
@@ -64,7 +77,7 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> None:
             "or .zarr path"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds = _clean_attrs(ds)
+    ds = _fitting_encodings(_clean_attrs(ds))
     if suffix in _ZARR_SUFFIXES:
         _save_zarr(ds, path)
         return
@@ -94,6 +107,58 @@ class atomic_path:  # noqa: N801 - used as a context manager, like open()
             os.replace(self.tmp, self.path)
         elif self.tmp.exists():
             self.tmp.unlink()
+
+
+def _damaged_is_value_error(path: Path, read):
+    """Run ``read()``; a file that cannot be parsed is a one-line ``ValueError``."""
+    try:
+        with warnings.catch_warnings():  # e.g. "Ambiguous reference date string: 1-1-1"
+            for note in _DECODING_NOTES:
+                warnings.filterwarnings("ignore", note, Warning)
+            ds = read()
+            for name in ds.coords:  # decode coordinates now, so damage shows here
+                ds[name].values  # noqa: B018
+    except (OSError, RuntimeError, TypeError, IndexError, KeyError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"cannot read {path}: the file is damaged or not NetCDF/HDF5 ({detail[:120]})"
+        ) from None
+    return ds
+
+
+def _fitting_encodings(ds: xr.Dataset) -> xr.Dataset:
+    """Drop packing (integer dtype, scale/offset) that the values no longer fit."""
+    for name, var in ds.data_vars.items():
+        encoding = var.encoding
+        dtype = np.dtype(encoding.get("dtype", var.dtype))
+        if not np.issubdtype(var.dtype, np.floating):
+            continue
+        values = np.asarray(var.values)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            scale = float(encoding.get("scale_factor", 1.0))
+            offset = float(encoding.get("add_offset", 0.0))
+            low, high = sorted((offset + (info.min + 1) * scale, offset + info.max * scale))
+            finite = values[np.isfinite(values)]
+            if finite.size and (finite.min() < low or finite.max() > high):
+                warnings.warn(
+                    f"{name}: values in [{finite.min():.4g}, {finite.max():.4g}] do not fit "
+                    f"the file's {dtype} packing [{low:.4g}, {high:.4g}]; writing float32",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                keep = {
+                    k: v
+                    for k, v in encoding.items()
+                    if k not in ("dtype", "scale_factor", "add_offset", "_FillValue")
+                }
+                ds[name].encoding = keep
+        elif (
+            dtype == np.float32
+            and np.isinf(values.astype(np.float32)).sum() > np.isinf(values).sum()
+        ):
+            ds[name].encoding = {**encoding, "dtype": np.dtype(np.float64)}
+    return ds
 
 
 # ---------------------------------------------------------------------- HDF5

@@ -46,7 +46,7 @@ def test_clear_errors(data_file, tmp_path, capsys):
     run = tmp_path / "run"
     base = ["prior", "train", "--data", str(data_file), "--out", str(run), *TINY]
     cases = [
-        (["prior", "train", "--data", "missing.nc", "--out", str(run)], "no data file"),
+        (["prior", "train", "--data", "missing.nc", "--out", str(run)], "no such file"),
         ([*base, "--variables", "a,p"], "not in the data"),
         (
             ["prior", "sample", "--checkpoint", str(tmp_path), "--samples", "1", "--out", "x.nc"],

@@ -186,7 +186,7 @@ def test_errors_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         FieldDataset.open(tmp_path / "missing.nc")
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(ValueError, match="not NetCDF, HDF5 or Zarr"):
+    with pytest.raises(ValueError, match="damaged or not NetCDF/HDF5/Zarr"):
         FieldDataset.open(tmp_path / "notes.txt")
     ds = random_dataset()
     ds.save(tmp_path / "d.nc")
