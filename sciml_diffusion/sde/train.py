@@ -8,8 +8,9 @@ All three methods minimise a NELBO with Adam on minibatches of normalised sequen
 
 A run directory holds ``config.json`` (model and training configuration, normaliser, channel
 names, step), ``model.pt`` (the ``state_dict``) and ``trainer.pt`` (optimizer, scheduler and
-random-generator states), all written atomically; tensors are loaded with
-``torch.load(weights_only=True)``. Resuming continues from the saved step.
+random-generator states), all written atomically, and ``log.jsonl`` (one record per step);
+tensors are loaded with ``torch.load(weights_only=True)``. Resuming continues from the
+saved step and drops the log records after it (those steps are done again).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ __all__ = [
 
 #: training methods
 METHODS = ("matching", "adjoint", "backprop")
+#: the training log of a run directory, one JSON record per step
+LOG_FILE = "log.jsonl"
 
 
 @dataclass
@@ -90,7 +93,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        for name in ("steps", "batch_size", "t_samples"):
+        for name in ("steps", "batch_size", "t_samples", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.dt > 0 or not self.lr > 0 or not self.lr_final > 0:
@@ -231,8 +236,12 @@ def train(
         if run_dir is None:
             raise ValueError("resume needs the run directory to continue from")
         previous = load_run(run_dir, device)
+        if previous.trainer_state is None:
+            raise ValueError(f"{run_dir} has no trainer.pt; it cannot be resumed")
         model.load_state_dict(previous.model.state_dict())
         trainer.load_state_dict(previous.trainer_state)
+    if run_dir is not None:
+        _truncate_log(Path(run_dir), trainer.step_count)
     bar = tqdm(
         total=config.steps, initial=trainer.step_count, disable=not progress, desc=config.method
     )
@@ -240,6 +249,8 @@ def train(
         nelbo = trainer.step()
         bar.update(1)
         bar.set_postfix(nelbo=f"{nelbo:.3g}")
+        if run_dir is not None:
+            _log(Path(run_dir), {"step": trainer.step_count, "nelbo": nelbo})
         if run_dir is not None and trainer.step_count % config.checkpoint_every == 0:
             save_run(run_dir, trainer, normalizer, channels)
         if callback is not None:
@@ -276,29 +287,79 @@ def save_run(
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Run:
-    """Load a run directory written by :func:`save_run`."""
+    """Load a run directory written by :func:`save_run`.
+
+    Raises
+    ------
+    FileNotFoundError
+        Without ``config.json``.
+    ValueError
+        For a damaged run (unreadable JSON or tensors) or a folder of another kind (a
+        diffusion prior run), naming the file.
+    """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(
             f"{config_path} not found; pass the run directory written by 'sde train'"
         )
-    config = json.loads(config_path.read_text())
-    model = LatentSDE.from_config(config["model"]).to(device)
-    model.load_state_dict(torch.load(run_dir / "model.pt", map_location=device, weights_only=True))
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{config_path} is damaged (not JSON: {error})") from None
+    if not isinstance(config, dict) or not {"model", "train", "normalizer"} <= set(config):
+        kind = config.get("format", "unknown") if isinstance(config, dict) else "unknown"
+        raise ValueError(
+            f"{run_dir} is not a latent SDE run (its config.json is of kind {kind!r}); pass a "
+            "folder written by 'sde train'"
+        )
+    try:
+        model = LatentSDE.from_config(config["model"]).to(device)
+        model.load_state_dict(_load_tensors(run_dir / "model.pt", device))
+        normalizer = ChannelNormalizer.from_dict(config["normalizer"])
+        train_config = TrainConfig.from_dict(config["train"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"{run_dir} is damaged: {str(error).splitlines()[0]}") from None
     trainer_path = run_dir / "trainer.pt"
-    trainer_state = (
-        torch.load(trainer_path, map_location="cpu", weights_only=True)
-        if trainer_path.is_file()
-        else None
-    )
-    return Run(
-        model,
-        ChannelNormalizer.from_dict(config["normalizer"]),
-        TrainConfig.from_dict(config["train"]),
-        config["channels"],
-        trainer_state,
-    )
+    trainer_state = _load_tensors(trainer_path, "cpu") if trainer_path.is_file() else None
+    return Run(model, normalizer, train_config, config["channels"], trainer_state)
+
+
+def _load_tensors(path: Path, device) -> dict:
+    """``torch.load(weights_only=True)``; a damaged or missing file is a one-line error."""
+    if not path.is_file():
+        raise ValueError(f"{path} is missing; the run folder is incomplete")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises many types for cut-short or foreign files
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} is damaged or not a checkpoint ({detail[:100]})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a checkpoint of 'sde train'")
+    return state
+
+
+def _log(run_dir: Path, record: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOG_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_log(run_dir: Path, step: int) -> None:
+    """Keep the log records up to ``step`` (the checkpoint a resumed run continues from)."""
+    path = run_dir / LOG_FILE
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line)["step"]) <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue  # a record cut short by the interruption
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
