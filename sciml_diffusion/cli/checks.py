@@ -64,19 +64,19 @@ def check_output_file(
 ) -> Path:
     """Check that ``path`` may be written as a new file; returns it as a ``Path``.
 
-    Refuses (in this order) a file ending not in ``suffixes``, a path equal to one of
-    ``inputs`` (even with ``overwrite``), an existing folder where a file is expected
-    (``.zarr`` stores are folders and may be replaced with ``overwrite``), an existing
+    Refuses (in this order) an existing folder where a file is expected (``.zarr`` stores
+    are folders and may be replaced with ``overwrite``), a file ending not in ``suffixes``,
+    a path equal to one of ``inputs`` (even with ``overwrite``), an existing
     file without ``overwrite``, and a folder that cannot be created or written. Removes
     temporary files (``.NAME.*.tmp``) that an interrupted earlier write left beside it.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir() and suffix != ".zarr":
+        raise ValueError(f"{option} {path} is a folder; give a file name inside it")
     if suffixes and suffix not in suffixes:
         raise ValueError(f"{option} {path} must end in one of {', '.join(suffixes)}")
     _check_not_an_input(path, inputs, option)
-    if path.is_dir() and suffix != ".zarr":
-        raise ValueError(f"{option} {path} is a folder; give a file name inside it")
     if path.exists() and not overwrite:
         raise FileExistsError(
             f"{option} {path} exists; pass --overwrite to replace it or choose another name"

@@ -167,9 +167,12 @@ class TrainConfig:
                 ok = isinstance(value, type(default)) and (
                     isinstance(default, bool) or not isinstance(value, bool)
                 )
-                expected = f"a {type(default).__name__}"
+                expected = _TYPE_NAMES.get(type(default), type(default).__name__)
             if not ok:
                 raise ValueError(f"training setting {f.name} must be {expected}, got {value!r}")
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def _is_int(value) -> bool:
