@@ -262,6 +262,7 @@ class _Run:
         self.layout = dataset.layout(variables)
         if previous and (out / CHECKPOINT_FILE).exists():
             self._restore(load_checkpoint(out, self.device))
+            _write_json(out / CONFIG_FILE, self.run_config)  # with the new steps, device, ...
         elif out is not None:  # a new run, or one stopped before its first checkpoint
             out.mkdir(parents=True, exist_ok=True)
             normalizer.save(out / NORMALIZER_FILE)
