@@ -81,7 +81,9 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> None:
     if suffix in _ZARR_SUFFIXES:
         _save_zarr(ds, path)
         return
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        for note in _DECODING_NOTES:
+            warnings.filterwarnings("ignore", note, Warning)
         ds.to_netcdf(tmp, engine="h5netcdf")
 
 

@@ -83,9 +83,7 @@ def test_sde_resume_refuses_architecture_and_optimiser_changes(sde_run, series_f
     assert after["model"] == before["model"] and after["step"] == 3
 
 
-def test_sde_interrupted_runs_resume_and_log_each_step_once(
-    series_file, tmp_path, monkeypatch
-):
+def test_sde_interrupted_runs_resume_and_log_each_step_once(series_file, tmp_path, monkeypatch):
     from sciml_diffusion.sde.train import Trainer
 
     run = tmp_path / "run"
