@@ -29,7 +29,7 @@ def _originals(tmp_path_factory):
     x = torch.stack([fields, 2 * fields + 1], dim=1)
     x[:, 1, 0, :3] = float("nan")
     FieldDataset.from_tensor(x, variables=["a", "u"], grid=grid).save(root / "data.nc")
-    argv = ["sde", "simulate", "ou", "--samples", "8", "--times", "6", "--quiet"]
+    argv = ["sde", "simulate", "ou", "--samples", "8", "--times", "6"]
     assert main([*argv, "--out", str(root / "ou.nc")]) == 0
     argv = ["prior", "train", "--data", str(root / "data.nc"), "--out", str(root / "prior_run")]
     assert main([*argv, *TINY_PRIOR, "--noise", "white"]) == 0
