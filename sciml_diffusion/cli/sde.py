@@ -197,7 +197,12 @@ def _add_forecast(commands) -> None:
     p.add_argument("--data", required=True, help="time-series .nc file to condition on")
     p.add_argument("--variable", default="state", help="the time-series variable")
     p.add_argument("--members", type=positive_int, default=16, help="ensemble members")
-    p.add_argument("--horizon", type=positive_int, required=True, help="number of forecast times")
+    p.add_argument(
+        "--horizon",
+        type=positive_int,
+        required=True,
+        help="number of forecast times, --step apart (the last at horizon x step time units)",
+    )
     p.add_argument(
         "--step",
         type=positive_float,
