@@ -100,6 +100,7 @@ def _register_make(commands) -> None:
         "--plot", default=None, help="optional PNG of the first samples (one problem only)"
     )
     make.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    make.add_argument("--force", action="store_true", help="skip the memory check")
     make.set_defaults(func=_make)
 
 
@@ -172,6 +173,7 @@ def _generate_file(name, parameters, resolution, samples, seed, out: Path, args,
     problem = pdes.get(name, **parameters)
     if out.suffix.lower() not in _NETCDF_SUFFIXES:
         raise ValueError(f"--out must end in one of {', '.join(_NETCDF_SUFFIXES)}, got {out}")
+    _check_make_memory(problem, samples, resolution, args.force)
     options = {"workers": args.workers, "progress": not args.no_progress}
     torch_options = _torch_options(args, defaults)
     if isinstance(problem, EvolutionProblem):
@@ -191,6 +193,20 @@ def _generate_file(name, parameters, resolution, samples, seed, out: Path, args,
 
         plot_fields(data, samples=min(samples, 4), path=args.plot, title=problem.name)
         print(f"wrote {args.plot}")
+
+
+def _check_make_memory(problem, samples: int, resolution: int, force: bool) -> None:
+    """The data set in float64 (every saved time) plus a solver's workspace per sample."""
+    from sciml_diffusion.cli.checks import check_memory
+
+    nodes = float(resolution) ** problem.default_grid(3).ndim
+    times = int(problem.parameters().get("steps", 0)) + 1
+    data = samples * nodes * len(problem.variables) * times * 8 * 2
+    check_memory(
+        data + nodes * 8 * 64,
+        f"{samples} {problem.name} samples at resolution {resolution}",
+        force=force,
+    )
 
 
 def _torch_options(args: argparse.Namespace, defaults: dict) -> dict:

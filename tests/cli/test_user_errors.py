@@ -196,6 +196,21 @@ CASES = {
         [*PRIOR_SAMPLE, "--resolution", "100000", "--out", "{tmp}/new.nc"],
         ["memory", "--force"],
     ),
+    "data make resolution 100000": (
+        None,
+        [
+            "data",
+            "make",
+            "darcy",
+            "--samples",
+            "2",
+            "--resolution",
+            "100000",
+            "--out",
+            "{tmp}/new.nc",
+        ],
+        ["memory", "--force"],
+    ),  # fmt: skip
     "simulate 1e8 sequences": (
         None,
         [*SIMULATE, "--samples", "100000000", "--times", "1000", "--out", "{tmp}/new.nc"],
