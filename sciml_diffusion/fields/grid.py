@@ -8,6 +8,10 @@ A :class:`Grid` holds one coordinate vector per spatial axis (CF order: ``z, y, 
 - bounded axis ``[x_0, x_0 + L]`` with ``n`` nodes: ``x_j = x_0 + j L / (n - 1)``, both
   boundary nodes included, spacing ``h = L / (n - 1)``.
 
+Longitudes (by name, ``standard_name`` or ``degrees_east`` units) that are uniformly spaced
+and cover 360 degrees are periodic, whether they run 0-360 or -180-180; spacing is judged
+uniform up to the rounding of float32 coordinates, as most files store them.
+
 Resampling a field between two grids of the same domain is spectral (trigonometric
 interpolation, zero-padding or truncation of the Fourier series) along periodic axes and
 linear along bounded axes; both are separable, so a field is resampled one axis at a time.
@@ -27,6 +31,8 @@ __all__ = ["Grid", "resample", "DEFAULT_AXES"]
 DEFAULT_AXES = {1: ("x",), 2: ("y", "x"), 3: ("z", "y", "x")}
 
 _UNIFORM_RTOL = 1e-6
+#: CF units of longitude (a coordinate with these units wraps around at 360 degrees)
+_LONGITUDE_UNITS = ("degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese")
 
 
 @dataclass(frozen=True, eq=False)
@@ -362,17 +368,23 @@ def _resample_linear(x: torch.Tensor, dim: int, src: np.ndarray, dst: np.ndarray
 
 
 def _uniform(c: np.ndarray) -> bool:
+    """Constant spacing, up to the rounding of coordinates stored as float32 in files."""
     d = np.diff(c)
-    return bool(np.allclose(d, d.mean(), rtol=_UNIFORM_RTOL, atol=0))
+    float32_rounding = 4 * np.finfo(np.float32).eps * float(np.abs(c).max())
+    return bool(np.allclose(d, d.mean(), rtol=_UNIFORM_RTOL, atol=float32_rounding))
 
 
 def _is_periodic(name: str, values: np.ndarray, attrs: Mapping) -> bool:
     if "periodic" in attrs:
         return bool(int(attrs["periodic"]))
-    is_lon = name in ("lon", "longitude") or attrs.get("standard_name") == "longitude"
+    is_lon = (
+        name in ("lon", "longitude")
+        or attrs.get("standard_name") == "longitude"
+        or str(attrs.get("units", "")).lower() in _LONGITUDE_UNITS
+    )
     if is_lon and values.size > 2 and _uniform(values):
         step = (values[-1] - values[0]) / (values.size - 1)
-        return bool(np.isclose(step * values.size, 360.0, rtol=1e-6))
+        return bool(np.isclose(step * values.size, 360.0, rtol=1e-5))
     return False
 
 

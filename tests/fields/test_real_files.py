@@ -206,3 +206,21 @@ def test_data_near_the_float32_limit_stay_finite(tmp_path):
     ds = FieldDataset.from_tensor(x, ["a"], grid=Grid.regular((4, 4)))
     ds.save(tmp_path / "big.nc")
     assert np.isfinite(FieldDataset.open(tmp_path / "big.nc").xarray["a"].values).all()
+
+
+@pytest.mark.parametrize("step, lon0", [(0.1, 0.0), (0.25, -180.0), (0.1, -179.95), (1 / 3, 0)])
+@pytest.mark.parametrize("name", ["lon", "x"])
+def test_fine_float32_longitudes_are_uniform_and_periodic(step, lon0, name):
+    n = round(360 / step)
+    lon = (lon0 + step * np.arange(n)).astype(np.float32)
+    lat = np.linspace(-89.95, 89.95, 10).astype(np.float32)
+    ds = xr.Dataset(
+        {"t": (("lat", name), np.zeros((10, n), np.float32))},
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            name: (name, lon, {"units": "degrees_east"}),
+        },
+    )
+    grid = FieldDataset(ds).grid
+    assert grid.periodic == (False, True) and grid.is_uniform
+    assert grid.lengths[1] == pytest.approx(360, rel=1e-5)
