@@ -31,6 +31,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "check_output_file",
     "check_output_dir",
+    "RUN_FILES",
     "check_plot_path",
     "check_input_file",
     "remove_stale_tmp",
@@ -86,17 +87,26 @@ def check_output_file(
     return path
 
 
+#: files a training run writes into its folder (sde and prior runs)
+RUN_FILES = (
+    "checkpoint.pt", "config.json", "normalizer.json", "layout.nc", "log.jsonl", "model.pt",
+    "trainer.pt",
+)  # fmt: skip
+
+
 def check_output_dir(
     path: str | os.PathLike,
     *,
     inputs: Iterable[str | os.PathLike | None] = (),
     option: str = "--out",
+    run_files: Sequence[str] = RUN_FILES,
 ) -> Path:
     """Check that ``path`` can be used as a run folder (created if missing).
 
-    Refuses an existing file, a path equal to (or holding) an input file, and a folder
-    that cannot be written. Removes ``.*.tmp`` files that an interrupted checkpoint write
-    left inside it. Whether an existing run may be continued is the trainer's decision.
+    Refuses an existing file, a path equal to an input, and a folder that cannot be
+    written. Removes the temporary files (``.NAME.*.tmp`` or ``NAME.tmp`` for ``NAME`` in
+    ``run_files``) that an interrupted checkpoint write left inside it; nothing else in the
+    folder is touched. Whether an existing run may be continued is the trainer's decision.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -105,9 +115,9 @@ def check_output_dir(
     if path.is_dir():
         if not os.access(path, os.W_OK | os.X_OK):
             raise ValueError(f"{option} {path} is not writable; choose another folder")
-        for stale in [*path.glob(".*.tmp"), *path.glob("*.tmp")]:
-            if stale.is_file():
-                stale.unlink()
+        for name in run_files:
+            remove_stale_tmp(path / name)
+            (path / f"{name}.tmp").unlink(missing_ok=True)
     else:
         _check_writable_parent(path, option)
     return path
@@ -164,8 +174,6 @@ def _check_not_an_input(path: Path, inputs, option: str) -> None:
         source = _resolved(Path(given))
         if target == source or (path.exists() and Path(given).exists() and _same(path, given)):
             raise ValueError(f"{option} {path} is also an input ({given}); write to another path")
-        if source.is_relative_to(target) and target != source:
-            raise ValueError(f"{option} {path} holds the input {given}; write to another path")
 
 
 def _same(a, b) -> bool:
