@@ -117,7 +117,10 @@ def _train(args: argparse.Namespace) -> None:
     for flag, key in _FLAGS.items():
         if getattr(args, flag) is not None:
             settings[key] = getattr(args, flag)
-    if args.resume and (out / CONFIG_FILE).exists():
+    resume = args.resume and (out / CONFIG_FILE).exists()
+    if args.resume and not resume:
+        print(f"nothing to resume in {out} (no checkpoint yet): starting from step 0")
+    if resume:
         settings = {**read_run_config(out)["train"], **settings}
     dataset = FieldDataset.open(data, variables=settings.get("variables"))
     if args.sample_dim:
@@ -129,7 +132,7 @@ def _train(args: argparse.Namespace) -> None:
     if args.resolution is not None:
         settings["resolution"] = list(parse_resolution(args.resolution, dataset.grid.shape))
     _check_training_memory(dataset, settings, args.force)
-    prior = train_prior(dataset, settings, out=out, resume=args.resume, progress=not args.quiet)
+    prior = train_prior(dataset, settings, out=out, resume=resume, progress=not args.quiet)
     print(f"trained {prior}; run folder {out}")
 
 

@@ -83,7 +83,11 @@ class Normalizer:
 
     def _apply(self, x, forward: bool):
         if isinstance(x, FieldDataset):
-            return FieldDataset(self._apply_xarray(x.xarray, forward), variables=x.variables)
+            return FieldDataset(
+                self._apply_xarray(x.xarray, forward),
+                variables=x.variables,
+                decreasing=x.decreasing,
+            )
         if isinstance(x, xr.Dataset):
             return self._apply_xarray(x, forward)
         mean, std = self._stats(x)

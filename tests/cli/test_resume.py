@@ -104,6 +104,14 @@ def test_sde_resume_without_a_checkpoint_starts_from_step_0(series_file, tmp_pat
     assert logged_steps(run) == [1, 2]
 
 
+def test_prior_resume_without_a_run_starts_from_step_0(field_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["prior", "train", "--data", str(field_file), "--out", str(run), *TINY_PRIOR]
+    assert main([*argv, "--resume"]) == 0
+    assert "starting from step 0" in capsys.readouterr().out
+    assert logged_steps(run) == [1, 2]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
