@@ -339,7 +339,12 @@ class FieldDataset:
 
         Coordinates come from ``grid`` (default ``like.grid``); variable names and
         attributes, the sample and time coordinates and the global attributes are taken
-        from ``like`` where they fit.
+        from ``like`` where they fit. With ``like`` (a data set or its :meth:`layout`) the
+        output also keeps its encodings (packing, fill value) and its land: NaN where
+        every sample of ``like`` is NaN. On ``like``'s own grid it keeps the coordinate
+        variables themselves (dtype, attributes, order on disk) and the CF bounds; on
+        another grid of the same domain the coordinate attributes, and the land mask is
+        moved onto the new grid. Values that float32 would turn into infinities stay float64.
         """
         grid = grid if grid is not None else (like.grid if like is not None else None)
         if grid is None:
@@ -497,20 +502,19 @@ def _like(ds: xr.Dataset, like: FieldDataset, grid: Grid, variables) -> xr.Datas
             dtype = template[dim].dtype
             if np.issubdtype(dtype, np.floating):
                 ds = ds.assign_coords({dim: ds[dim].astype(dtype)})
-    if same_grid:
+    if same_grid:  # CF bounds and other variables of the grid ride along
+        leading = {*LEADING_DIMS, *_leading_extra(template, grid.axes)}
         extra = {
             n: v
             for n, v in template.data_vars.items()
-            if n not in ds and not set(v.dims) & {"sample", "time"} and n not in like.variables
+            if n not in ds and n not in like.variables and not set(v.dims) & leading
         }
         ds = ds.assign(extra)
     for name in variables:
         if name not in template:
             continue
-        ds[name].attrs = {**template[name].attrs}
-        ds[name].encoding = _portable_encoding(template[name].encoding)
         ds[name] = ds[name].where(_valid(template[name], grid, like.grid, same_grid))
-        ds[name].attrs = {**template[name].attrs}
+        ds[name].attrs = dict(template[name].attrs)
         ds[name].encoding = _portable_encoding(template[name].encoding)
     ds.attrs = {**template.attrs, **ds.attrs}
     return ds
