@@ -33,7 +33,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        unset = action.default is None or action.default is False or action.default == []
+        if unset or action.default == argparse.SUPPRESS or "default" in text:
             return text
         return super()._get_help_string(action)
 

@@ -30,7 +30,8 @@ def test_help_shows_every_default(name, parser):
     parser.format_help()  # the whole page renders
     formatter = parser._get_formatter()
     for action in parser._actions:
-        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        unset = action.default is None or action.default is False or action.default == []
+        if unset or action.default == argparse.SUPPRESS or not action.option_strings:
             continue
         text = formatter._expand_help(action)
         assert f"default: {action.default}" in text, (name, action.dest, text)
