@@ -117,6 +117,11 @@ def _train(args: argparse.Namespace) -> None:
     for flag, key in _FLAGS.items():
         if getattr(args, flag) is not None:
             settings[key] = getattr(args, flag)
+    if not args.resume and (out / CONFIG_FILE).exists():
+        raise FileExistsError(
+            f"{out} already holds a prior run; pass --resume to continue it (a run stopped "
+            "before its first checkpoint restarts from step 0) or choose a new --out"
+        )
     resume = args.resume and (out / CONFIG_FILE).exists()
     if args.resume and not resume:
         print(f"nothing to resume in {out} (no checkpoint yet): starting from step 0")

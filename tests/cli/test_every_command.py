@@ -6,7 +6,6 @@ import argparse
 import pytest
 
 from sciml_diffusion.cli import build_parser, main
-from tests.cli.conftest import TINY_PRIOR
 
 
 def commands():
@@ -113,4 +112,3 @@ def test_prior_sample_plot_path_is_checked_before_sampling(prior_run, tmp_path, 
     out = tmp_path / "s.nc"
     assert main([*argv, "--out", str(out), "--plot", str(tmp_path / "s.txt")]) == 2
     assert not out.exists() and "--plot" in capsys.readouterr().err
-    assert TINY_PRIOR  # the shared settings stay importable from conftest
