@@ -54,9 +54,9 @@ PROBLEM_NAMES = ("darcy", "poisson", "helmholtz", "navier_stokes", "kolmogorov",
 #: problem options with their own flag: (flag, parameter, type, help)
 _PROBLEM_OPTIONS = (
     ("--steps", "steps", int, "saved time intervals (time-dependent problems)"),
-    ("--dt", "dt", float, "largest integrator time step (> 0)"),
+    ("--dt", "dt", float, "largest integrator time step (> 0), in the problem's time units"),
     ("--viscosity", "viscosity", float, "viscosity nu (> 0; navier_stokes, burgers)"),
-    ("--final-time", "final_time", float, "length of the saved trajectory"),
+    ("--final-time", "final_time", float, "length of the saved trajectory, in time units"),
     ("--spinup", "spinup", float, "time integrated and discarded first (kolmogorov)"),
     ("--reynolds", "reynolds", float, "Reynolds number 1/nu (kolmogorov)"),
     ("--wavenumber", "wavenumber", float, "k (helmholtz) or forcing wavenumber (kolmogorov)"),
