@@ -22,8 +22,12 @@ from sciml_diffusion.forecast.layout import ascending, restore, time_step, valid
 __all__ = ["persistence", "climatology"]
 
 
-def persistence(initial, lead_times, variables=None) -> xr.Dataset:
-    """The last frame of ``initial`` repeated at every lead time, ``member`` of size 1."""
+def persistence(initial, lead_times, variables=None, step: dict | None = None) -> xr.Dataset:
+    """The last frame of ``initial`` repeated at every lead time, ``member`` of size 1.
+
+    ``step`` (:func:`~sciml_diffusion.forecast.layout.time_step` of the training data) dates
+    the lead times when ``initial`` has a single time step.
+    """
     ds, flipped = ascending(_as_xarray(initial))
     data = FieldDataset(ds, variables=variables)
     last = ds.isel(time=-1)
@@ -32,7 +36,7 @@ def persistence(initial, lead_times, variables=None) -> xr.Dataset:
     for v in data.variables:
         expanded = last[v].expand_dims(member=1, lead_time=leads.size)
         values[v] = expanded.transpose(*_order(expanded.dims))
-    return restore(_assemble(values, ds, leads, "persistence"), flipped)
+    return restore(_assemble(values, ds, leads, "persistence", step), flipped)
 
 
 def climatology(train, initial, lead_times, members: int, seed: int = 0, variables=None):
@@ -51,8 +55,10 @@ def climatology(train, initial, lead_times, members: int, seed: int = 0, variabl
     values = {}
     for v in data.variables:
         chosen = pool[v].isel(frame=xr.DataArray(picks, dims=("sample", "member")))
-        chosen = chosen.drop_vars([c for c in chosen.coords if c not in chosen.dims or c in (
-            "frame", "sample", "time")], errors="ignore")
+        chosen = chosen.drop_vars(
+            [c for c in chosen.coords if c not in chosen.dims or c in ("frame", "sample", "time")],
+            errors="ignore",
+        )
         if "sample" not in ds.dims:
             chosen = chosen.isel(sample=0, drop=True)
         chosen = chosen.expand_dims(lead_time=leads.size)
@@ -60,7 +66,10 @@ def climatology(train, initial, lead_times, members: int, seed: int = 0, variabl
         values[v] = values[v].assign_coords(
             {d: ds[d] for d in data.spatial_dims if d in ds.coords}
         )
-    return restore(_assemble(values, ds, leads, "climatology"), flipped)
+    step = (
+        time_step(train.xarray["time"].values) if train.xarray.sizes.get("time", 0) > 1 else None
+    )
+    return restore(_assemble(values, ds, leads, "climatology", step), flipped)
 
 
 def _leads(lead_times) -> np.ndarray:
@@ -75,17 +84,18 @@ def _order(dims) -> list[str]:
     return head + [d for d in dims if d not in head]
 
 
-def _assemble(values: dict, ds: xr.Dataset, leads: np.ndarray, method: str) -> xr.Dataset:
+def _assemble(values: dict, ds: xr.Dataset, leads, method: str, step=None) -> xr.Dataset:
     out = xr.Dataset({v: a.drop_vars("time", errors="ignore") for v, a in values.items()})
     out = out.assign_coords(
         member=np.arange(out.sizes["member"]),
         lead_time=("lead_time", leads, {"long_name": "lead time", "units": "steps"}),
     )
     if "time" in ds.coords and ds.sizes["time"] > 1:
+        step = time_step(ds["time"].values)
+    if "time" in ds.coords and step is not None:
         init = ds["time"].values[-1]
         out = out.assign_coords(
-            init_time=((), init),
-            valid_time=("lead_time", valid_times(init, leads, time_step(ds["time"].values))),
+            init_time=((), init), valid_time=("lead_time", valid_times(init, leads, step))
         )
     if "sample" in ds.coords and "sample" in out.dims:
         out = out.assign_coords(sample=ds["sample"].values)

@@ -139,8 +139,7 @@ def _restore(directory: Path, model, ema, optimizer, generator, device) -> int:
         optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError) as error:
         raise ValueError(
-            f"the checkpoint in {directory} does not fit its config: "
-            f"{str(error).splitlines()[0]}"
+            f"the checkpoint in {directory} does not fit its config: {str(error).splitlines()[0]}"
         ) from error
     generator.set_state(state["rng"].cpu())
     return int(state["step"])
