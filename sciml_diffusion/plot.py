@@ -172,7 +172,8 @@ def _field_image(ax, field, cmap, lo, hi):
     """``imshow`` of a 2-D DataArray with its first (y/lat) axis increasing upwards."""
     dim = field.dims[0]
     values = np.asarray(field.values, dtype=np.float64)
-    if dim in field.coords and field[dim].size > 1 and field[dim].values[0] > field[dim].values[-1]:
+    axis = field[dim].values if dim in field.coords else np.arange(values.shape[0])
+    if axis.size > 1 and axis[0] > axis[-1]:
         values = values[::-1]
     return ax.imshow(values, origin="lower", cmap=cmap, vmin=lo, vmax=hi)
 

@@ -104,7 +104,7 @@ def initial_states(test, config):
 def evaluate(model, test, config):
     leads, members = config["lead_times"], config["members"]
     rows, seconds, example = [], [], None
-    for k, (t0, initial) in enumerate(initial_states(test, config)):
+    for k, (_, initial) in enumerate(initial_states(test, config)):
         t = time.time()
         ens = model.forecast(initial, leads, members=members, generator=config["seed"] + k)
         seconds.append((time.time() - t) / test.xarray.sizes["sample"])

@@ -16,6 +16,8 @@ __all__ = ["main", "build_parser"]
 
 #: command groups, each a module of this package with ``register(subparsers)``
 GROUPS = ("data", "grf", "prior", "sde")
+GROUPS += ("forecast",)
+GROUPS += ("evaluate",)
 
 
 def build_parser() -> argparse.ArgumentParser:

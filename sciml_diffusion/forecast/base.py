@@ -47,7 +47,7 @@ from sciml_diffusion.forecast.layout import ascending, restore, time_step, valid
 from sciml_diffusion.forecast.training import train_stage
 from sciml_diffusion.forecast.windows import Windows, check_time_data, split_time, time_tensor
 
-__all__ = ["Forecaster", "FORMAT", "read_forecast_config", "as_field_dataset"]
+__all__ = ["Forecaster", "FORMAT", "read_forecast_config", "as_field_dataset", "masked"]
 
 #: identifies a forecaster run directory's config.json
 FORMAT = "sciml_diffusion.forecast/1"
@@ -215,7 +215,7 @@ class Forecaster:
         context = context.repeat_interleave(members, 0).to(self.device)
         land = land.repeat_interleave(members, 0).to(self.device)
         seed = _seed(generator)
-        generators = member_generators(seed, n * members)
+        generators = _generators(seed, n, int(members))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # MC dropout draws
             frames = self.sample_frames(context, int(leads.max()), land, generators, progress)
@@ -330,6 +330,11 @@ class Forecaster:
         )
 
 
+def masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x`` with 0 wherever ``mask`` is False: no value under the mask reaches a network."""
+    return torch.where(mask, x, torch.zeros_like(x))
+
+
 def read_forecast_config(path: str | os.PathLike) -> dict:
     """The ``config.json`` of a forecaster run directory, validated."""
     path = Path(path)
@@ -402,6 +407,15 @@ def _as_xarray(data) -> xr.Dataset:
     if isinstance(data, xr.Dataset):
         return data
     raise ValueError(f"expected a FieldDataset or xarray.Dataset, got {type(data).__name__}")
+
+
+def _generators(seed: int, initial: int, members: int) -> list[torch.Generator]:
+    """One generator per (initial state, member), independent of the ensemble size."""
+    out = []
+    for s in range(initial):
+        for g in member_generators(seed, members):
+            out.append(g.manual_seed(g.initial_seed() + 10_007 * s))
+    return out
 
 
 def _seed(generator) -> int:

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
-from sciml_diffusion.forecast.base import Forecaster
+from sciml_diffusion.forecast.base import Forecaster, masked
 from sciml_diffusion.forecast.gaussian import _flat
 
 __all__ = ["DYffusion", "interpolation_times", "cold_sample", "MCDropoutFNO", "masked_mse"]
@@ -189,7 +189,7 @@ class DYffusion(Forecaster):
         return self._interpolator_loss if stage == "interpolator" else self._forecaster_loss
 
     def _interpolator_loss(self, net, x, mask, generator):
-        cfg = self.config
+        cfg, x = self.config, masked(x, mask)
         context, end, land = x[:, : cfg.context], x[:, -1], mask[:, cfg.context - 1]
         i = torch.randint(1, cfg.horizon, (x.shape[0],), generator=generator)
         rows = torch.arange(x.shape[0])
@@ -198,7 +198,7 @@ class DYffusion(Forecaster):
         return masked_mse(pred, target, mask[rows, cfg.context - 1 + i])
 
     def _forecaster_loss(self, net, x, mask, generator):
-        cfg = self.config
+        cfg, x = self.config, masked(x, mask)
         interpolator = self.networks["interpolator"]
         context, x_t, end = x[:, : cfg.context], x[:, cfg.context - 1], x[:, -1]
         land, end_mask = mask[:, cfg.context - 1], mask[:, -1]

@@ -26,7 +26,7 @@ from sciml_diffusion.diffusion.noise import GRFNoise, WhiteNoise
 from sciml_diffusion.diffusion.precondition import EDMDenoiser
 from sciml_diffusion.diffusion.samplers import SAMPLERS
 from sciml_diffusion.diffusion.schedules import edm_sigmas
-from sciml_diffusion.forecast.base import Forecaster
+from sciml_diffusion.forecast.base import Forecaster, masked
 
 __all__ = ["GaussianDiffusionForecaster", "make_noise"]
 
@@ -61,6 +61,7 @@ class GaussianDiffusionForecaster(Forecaster):
         cfg = self.config
 
         def loss(model, x, mask, generator):
+            x = masked(x, mask)
             context, future = _flat(x[:, : cfg.context]), _flat(x[:, cfg.context :])
             return edm_loss(
                 model,

@@ -32,6 +32,9 @@ def ascending(ds: xr.Dataset) -> tuple[xr.Dataset, tuple[str, ...]]:
             flipped.append(dim)
     if flipped:
         ds = ds.isel({d: slice(None, None, -1) for d in flipped})
+        ds = ds.assign_coords(
+            {d: (d, np.ascontiguousarray(ds[d].values), ds[d].attrs) for d in flipped}
+        )
     return ds, tuple(flipped)
 
 

@@ -36,7 +36,7 @@ from torch import nn
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
 from sciml_diffusion.diffusion.noise import randn
 from sciml_diffusion.diffusion.precondition import edm_coefficients
-from sciml_diffusion.forecast.base import Forecaster
+from sciml_diffusion.forecast.base import Forecaster, masked
 from sciml_diffusion.forecast.gaussian import _flat, make_noise
 
 __all__ = [
@@ -122,7 +122,7 @@ class RollingDiffusion(Forecaster):
         return self._loss
 
     def _loss(self, model, x, mask, generator):
-        cfg = self.config
+        cfg, x = self.config, masked(x, mask)
         context, y = x[:, : cfg.context], x[:, cfg.context :]
         valid = mask[:, cfg.context :]
         t = torch.rand(x.shape[0], generator=generator, dtype=torch.float64)

@@ -2,7 +2,8 @@
 
 A stage trains one network on a loss ``loss_fn(model, x, mask, generator)`` of a batch of
 windows ``x (B, L, C, *spatial)``. Every random draw (windows, noise levels, noise,
-interpolation times) comes from one ``torch.Generator`` whose state is checkpointed with
+interpolation times, the seed of torch's global RNG for dropout) comes from one
+``torch.Generator`` whose state is checkpointed with
 the model, its EMA and the optimiser in ``<run>/<stage>/checkpoint.pt``, so a resumed
 stage continues exactly where it stopped. The pieces are those of
 :func:`~sciml_diffusion.diffusion.train.train_prior`
@@ -72,7 +73,7 @@ def train_stage(
         warmup_lr(optimizer, config.lr, step, config.warmup)
         x, mask = train.draw(config.batch_size, generator, device)
         model.train()
-        loss = loss_fn(model, x, mask, generator)
+        loss = _seeded(loss_fn, model, x, mask, generator)
         where = f"the checkpoint of step {saved} in {directory}" if saved else "nothing"
         check_finite(loss, f"{name} loss", step + 1, where)
         optimizer.zero_grad(set_to_none=True)
@@ -108,9 +109,17 @@ def validation_loss(model, loss_fn: Loss, val: Windows, config: ForecastConfig, 
     total = 0.0
     for chunk in rows.split(config.batch_size):
         x, mask = val.take(chunk, device)
-        total += float(loss_fn(model, x, mask, generator)) * len(chunk)
+        total += float(_seeded(loss_fn, model, x, mask, generator)) * len(chunk)
     model.train(was_training)
     return total / count
+
+
+def _seeded(loss_fn, model, x, mask, generator):
+    """The loss with torch's global RNG (dropout) seeded from ``generator``: resumable."""
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+        torch.manual_seed(seed)
+        return loss_fn(model, x, mask, generator)
 
 
 def _offset(name: str) -> int:
