@@ -199,13 +199,14 @@ def plot_scores(
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for name, ds in scores.items():
+        for i, (name, ds) in enumerate(scores.items()):
             da = ds[metric]
             if "variable" in da.dims:
                 da = da.sel(variable=variable) if variable else da.isel(variable=0)
             if np.all(np.isnan(da.values)):
-                continue
-            ax.plot(da["lead_time"].values, da.values, marker="o", ms=3, label=name)
+                continue  # e.g. the spread of a one-member forecast
+            x = da["lead_time"].values
+            ax.plot(x, da.values, marker="o", ms=3, label=name, color=f"C{i % 10}")
         if metric == "ssr":
             ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_xlabel("lead time (steps)")

@@ -39,8 +39,17 @@ RESULTS = HERE.parents[1] / "docs" / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path)
+    parser.add_argument("--replot", action="store_true", help="redraw scores from the JSON")
     args = parser.parse_args()
     config = json.loads(args.config.read_text())
+    if args.replot:
+        results = json.loads((RESULTS / f"forecast_{config['name']}.json").read_text())
+        plot_scores(
+            {m: from_table(r) for m, r in results["methods"].items()},
+            path=RESULTS / f"forecast_{config['name']}_scores.png",
+            title=figure_title(config),
+        )
+        return
     torch.set_num_threads(int(config.get("threads", 1)))
     name = config["name"]
     start = time.time()
@@ -67,8 +76,7 @@ def main() -> None:
     results["machine"] = f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"forecast_{name}.json").write_text(json.dumps(results, indent=1))
-    title = f"Navier–Stokes vorticity, {config['resolution']}², {config['members']} members"
-    plot_scores(scores, path=RESULTS / f"forecast_{name}_scores.png", title=title)
+    plot_scores(scores, path=RESULTS / f"forecast_{name}_scores.png", title=figure_title(config))
     plot_panels(panels, test, config, RESULTS / f"forecast_{name}_panels.png")
     print(json.dumps({m: r.get("crps") for m, r in results["methods"].items()}, indent=1))
     print(f"total {results['total_seconds']:.0f} s")
@@ -134,6 +142,23 @@ def table(scores) -> dict:
     for key in ("crps", "mse", "spread", "ssr"):
         out[key] = [None if np.isnan(v) else round(float(v), 5) for v in row[key].values]
     return out
+
+
+def figure_title(config) -> str:
+    problem = {"kolmogorov": "Kolmogorov flow", "navier_stokes": "Navier–Stokes"}.get(
+        config["problem"], config["problem"]
+    )
+    n = config["resolution"]
+    return f"{problem} vorticity, {n}x{n} grid, {config['members']} members"
+
+
+def from_table(row: dict) -> xr.Dataset:
+    """Scores of one method back from the results JSON (one variable)."""
+    data = {
+        key: (("variable", "lead_time"), [[np.nan if v is None else v for v in row[key]]])
+        for key in ("crps", "mse", "spread", "ssr")
+    }
+    return xr.Dataset(data, coords={"variable": ["vorticity"], "lead_time": row["lead_time"]})
 
 
 def plot_panels(panels, test, config, path):
