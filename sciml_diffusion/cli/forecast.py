@@ -37,6 +37,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, default=None)
     train.add_argument("--width", type=int, default=None, help="backbone channels")
     train.add_argument("--modes", type=int, default=None, help="Fourier modes per axis")
+    train.add_argument(
+        "--interpolator", default=None, help="dyffusion: reuse the interpolator of this run"
+    )
     train.add_argument("--device", default=None, help="auto, cpu, cuda, ...")
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -71,6 +74,7 @@ _FLAGS = {
     "modes": "n_modes",
     "device": "device",
     "seed": "seed",
+    "interpolator": "interpolator",
 }
 
 

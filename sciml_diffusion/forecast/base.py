@@ -40,6 +40,7 @@ from sciml_diffusion.diffusion.prior import (
     load_checkpoint,
     member_generators,
 )
+from sciml_diffusion.diffusion.training_state import save_state
 from sciml_diffusion.fields import FieldDataset, Grid, Normalizer
 from sciml_diffusion.fields.io import atomic_path
 from sciml_diffusion.forecast.config import RESUMABLE, ForecastConfig
@@ -151,6 +152,10 @@ class Forecaster:
         for stage in self.stages:
             steps = self.stage_steps(stage)
             directory = out / stage if out is not None else None
+            source = self.pretrained(stage)
+            if source is not None:
+                self.networks[stage] = self.reuse_stage(stage, source, directory, device)
+                continue
             ema = train_stage(
                 stage,
                 self.networks[stage],
@@ -169,6 +174,31 @@ class Forecaster:
 
     def stage_steps(self, stage: str) -> int:
         return int(self.config.steps)
+
+    def pretrained(self, stage: str) -> Path | None:
+        """A run directory whose trained ``stage`` is reused instead of training it."""
+        return None
+
+    def reuse_stage(self, stage: str, source: Path, directory: Path | None, device):
+        """The EMA weights of ``source/stage``, copied into ``directory`` (if any)."""
+        run = read_forecast_config(source)
+        if run["grid"] != self.grid.to_dict() or run["variables"] != list(self.variables):
+            raise ValueError(
+                f"the {stage} in {source} was trained on other variables or another grid; "
+                "reuse one trained on the same data"
+            )
+        state = load_checkpoint(source / stage, device)
+        net = self.networks[stage].to(device)
+        try:
+            net.load_state_dict(state["ema"])
+        except RuntimeError as error:
+            raise ValueError(
+                f"the {stage} in {source} does not fit this configuration (width, modes, "
+                f"context, ...): {str(error).splitlines()[0]}"
+            ) from error
+        if directory is not None:
+            save_state(directory, {"step": state["step"], "ema": net.state_dict()})
+        return net.requires_grad_(False).eval()
 
     # ------------------------------------------------------------------ forecasting
     @torch.no_grad()

@@ -47,6 +47,9 @@ class ForecastConfig:
         ``k`` of extra interpolation sub-steps in ``(0, 1)``, the loss weights
         ``lambda_1, lambda_2`` of the forecaster, the interpolator's training steps
         (default ``steps``), and refinement of intermediate frames after sampling.
+    interpolator : str, optional
+        DYffusion: a run directory whose trained interpolator is reused (copied into this
+        run) instead of training one; referenced by path.
     mixing, rolling_steps
         Rolling diffusion: probability ``beta`` of a training draw from the
         initialisation schedule, and sampler steps per window shift.
@@ -88,6 +91,7 @@ class ForecastConfig:
     lookahead_weight: float = 0.5
     interpolator_steps: int | None = None
     refine: bool = False
+    interpolator: str | None = None
     mixing: float = 0.1
     rolling_steps: int = 4
 
@@ -118,6 +122,8 @@ class ForecastConfig:
             raise ValueError(f"mixing must be in [0, 1], got {self.mixing}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.interpolator is not None and self.method != "dyffusion":
+            raise ValueError("interpolator= reuses a DYffusion interpolator; use method dyffusion")
         if self.noise not in ("white", "grf"):
             raise ValueError(f"noise must be 'white' or 'grf', got {self.noise!r}")
         return self

@@ -41,6 +41,7 @@ one), :math:`x_t` being the last of them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -164,6 +165,11 @@ class DYffusion(Forecaster):
             "interpolator": MCDropoutFNO(dropout=cfg.dropout, **common),
             "forecaster": ConditionalFNO(**common),
         }
+
+    def pretrained(self, stage):
+        if stage == "interpolator" and self.config.interpolator is not None:
+            return Path(self.config.interpolator)
+        return None
 
     def stage_steps(self, stage):
         if stage == "interpolator" and self.config.interpolator_steps is not None:

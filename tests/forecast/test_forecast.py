@@ -131,3 +131,23 @@ def test_references_persistence_and_climatology():
     pool = data["u"].values.reshape(-1, 8, 8)
     member = c["u"].isel(sample=0, member=0, lead_time=0).values
     assert any(np.array_equal(member, frame) for frame in pool)
+
+
+def test_dyffusion_reuses_an_interpolator_by_path(tmp_path):
+    data = FieldDataset(waves())
+    first = tmp_path / "first"
+    trained = forecast.fit(data, None, dict(TINY, method="dyffusion"), out=first, progress=False)
+    config = dict(TINY, method="dyffusion", interpolator=str(first), seed=5)
+    second = forecast.fit(data, None, config, out=tmp_path / "second", progress=False)
+    for a, b in zip(
+        trained.networks["interpolator"].parameters(), second.networks["interpolator"].parameters()
+    ):
+        assert torch.equal(a, b)
+    assert not (tmp_path / "second" / "interpolator" / "log.jsonl").exists()  # not retrained
+    loaded = forecast.load(tmp_path / "second")  # the copy makes the run self-contained
+    assert torch.equal(
+        next(loaded.networks["interpolator"].parameters()),
+        next(trained.networks["interpolator"].parameters()),
+    )
+    with pytest.raises(ValueError, match="does not fit"):
+        forecast.fit(data, None, dict(config, width=12), progress=False)
