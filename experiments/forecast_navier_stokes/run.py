@@ -167,8 +167,6 @@ def plot_panels(panels, test, config, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sciml_diffusion.plot import save_figure
-
     figures = []
     for method, ens in panels.items():
         fig = plot_forecast(ens, test.xarray, leads=4, title=method)
@@ -185,9 +183,8 @@ def plot_panels(panels, test, config, path):
         for im in images
     ]
     stacked = np.concatenate(padded, axis=0)
-    fig = plt.figure(figsize=(stacked.shape[1] / 100, stacked.shape[0] / 100), dpi=100)
-    fig.figimage(stacked)
-    save_figure(fig, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, stacked)
 
 
 if __name__ == "__main__":
