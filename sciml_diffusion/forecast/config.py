@@ -9,6 +9,9 @@ __all__ = ["ForecastConfig", "METHOD_NAMES", "RESUMABLE"]
 #: the methods, by command-line name
 METHOD_NAMES = ("diffusion", "dyffusion", "rolling")
 
+#: samplers of :mod:`sciml_diffusion.diffusion.samplers` by name
+_SAMPLERS = ("euler", "heun", "dpm2m", "stochastic", "em")
+
 #: settings that may change when a run is resumed
 RESUMABLE = ("steps", "interpolator_steps", "checkpoint_every", "val_every", "device")
 
@@ -124,6 +127,14 @@ class ForecastConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.interpolator is not None and self.method != "dyffusion":
             raise ValueError("interpolator= reuses a DYffusion interpolator; use method dyffusion")
+        samplers = ("euler", "heun") if self.method == "rolling" else _SAMPLERS
+        if self.sampler not in samplers:
+            raise ValueError(
+                f"sampler {self.sampler!r} is not available for {self.method}; choose one of "
+                f"{', '.join(samplers)}"
+            )
+        if self.split_by not in ("time", "sample"):
+            raise ValueError(f"split_by must be 'time' or 'sample', got {self.split_by!r}")
         if self.noise not in ("white", "grf"):
             raise ValueError(f"noise must be 'white' or 'grf', got {self.noise!r}")
         return self

@@ -101,6 +101,8 @@ def test_bad_input_errors(trained):
         model.forecast(finer, [1], members=2)
     with pytest.raises(ValueError, match="lead times must be integers >= 1"):
         model.forecast(waves(steps=3), [0, 1], members=2)
+    with pytest.raises(ValueError, match="sampler 'dpm2m' is not available for rolling"):
+        forecast.fit(waves(), None, dict(TINY, method="rolling", sampler="dpm2m"))
     with pytest.raises(ValueError, match="unknown method"):
         forecast.fit(waves(), None, dict(TINY, method="ddpm"), progress=False)
 
