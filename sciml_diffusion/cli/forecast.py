@@ -187,6 +187,7 @@ def _run(args: argparse.Namespace) -> None:
             members=args.members,
             generator=args.seed,
             rollout=not args.no_rollout,
+            progress=True,
         )
     save_dataset(ensemble, out)
     print(

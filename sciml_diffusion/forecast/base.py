@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import nn
+from tqdm.auto import tqdm
 
 from sciml_diffusion.diffusion.prior import (
     CHECKPOINT_FILE,
@@ -104,11 +105,14 @@ class Forecaster:
         generators : list of B torch.Generator
         """
         out, produced = [], 0
+        bar = tqdm(total=frames, desc=f"{self.method} forecast", disable=not progress)
         while produced < frames:
             chunk = torch.where(land[:, None], self.sample_chunk(context, land, generators), 0.0)
             out.append(chunk)
             produced += chunk.shape[1]
+            bar.update(min(chunk.shape[1], frames - bar.n))
             context = torch.cat([context, chunk], dim=1)[:, -self.config.context :]
+        bar.close()
         return torch.cat(out, dim=1)[:, :frames]
 
     # ------------------------------------------------------------------ properties
@@ -246,7 +250,7 @@ class Forecaster:
         land = land.repeat_interleave(members, 0).to(self.device)
         seed = _seed(generator)
         generators = _generators(seed, n, int(members))
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)  # MC dropout draws
             frames = self.sample_frames(context, int(leads.max()), land, generators, progress)
         frames = self.normalizer.denormalize(frames[:, leads - 1].float().cpu())

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
 from sciml_diffusion.diffusion.noise import randn
@@ -153,10 +154,13 @@ class RollingDiffusion(Forecaster):
         y = self._run(y, context, [init_local_times(t, w) for t in times])
         out = []
         rolling = [rolling_local_times(t, w) for t in torch.linspace(1, 0, steps + 1)]
+        bar = tqdm(total=frames, desc="rolling forecast", disable=not progress)
         while True:
             frame = torch.where(land, y[:, 0], torch.zeros_like(y[:, 0]))
             out.append(frame)
+            bar.update(1)
             if len(out) == frames:
+                bar.close()
                 return torch.stack(out, dim=1)
             context = torch.cat([context, frame[:, None]], dim=1)[:, -cfg.context :]
             fresh = self.sigmas(torch.tensor(1.0)).item() * self._member_noise(
