@@ -12,7 +12,7 @@ from sciml_diffusion.forecast import ForecastConfig
 FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "forecast_navier_stokes"
 
 
-@pytest.mark.parametrize("name", ["quick.json", "full.json"])
+@pytest.mark.parametrize("name", ["quick.json", "quick_ns.json", "full.json"])
 def test_experiment_config_is_valid(name):
     config = json.loads((FOLDER / name).read_text())
     pdes.get(config["problem"], **config["problem_parameters"])
