@@ -153,3 +153,11 @@ def test_dyffusion_reuses_an_interpolator_by_path(tmp_path):
     )
     with pytest.raises(ValueError, match="does not fit"):
         forecast.fit(data, None, dict(config, width=12), progress=False)
+
+
+@pytest.mark.parametrize("method", ["diffusion", "rolling"])
+def test_function_space_noise(method):
+    config = dict(TINY, method=method, noise="grf", sampler="euler")
+    model = forecast.fit(FieldDataset(waves()), None, config, progress=False)
+    ens = model.forecast(waves(steps=3), [1, 3], members=2, generator=0)
+    assert np.isfinite(ens["u"].values).all()
