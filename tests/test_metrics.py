@@ -156,3 +156,14 @@ def test_truth_as_a_time_series_is_aligned_by_valid_time():
         align_truth(late, truth)
     with pytest.raises(ValueError, match="needs a 'lead_time' dim or a 'time' dim"):
         align_truth(fc, truth.isel(time=0))
+
+
+def test_truth_on_the_lead_time_axis_is_selected_by_lead():
+    fc = xr.Dataset(
+        {"u": (("member", "lead_time"), np.zeros((3, 2)))}, coords={"lead_time": [2, 4]}
+    )
+    truth = xr.Dataset({"u": ("lead_time", [1.0, 2.0, 3.0, 4.0])}, {"lead_time": [1, 2, 3, 4]})
+    scores = ensemble_scores(fc, truth)
+    np.testing.assert_allclose(scores["crps"].sel(variable="u").values, [2.0, 4.0])
+    with pytest.raises(ValueError, match="no lead times"):
+        ensemble_scores(fc.assign_coords(lead_time=[2, 5]), truth)
