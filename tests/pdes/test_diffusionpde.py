@@ -99,7 +99,7 @@ def test_our_navier_stokes_initial_vorticity_has_zero_mean_too():
 # ---------------------------------------------------------------------- solutions
 @pytest.mark.parametrize("name", ["poisson", "helmholtz"])
 def test_static_sets_match_fundps_statistics(name):
-    data = pdes.get(name, convention="diffusionpde").generate(48, 128, seed=1)
+    data = pdes.get(name, convention="diffusionpde").generate(32, 128, seed=1)
     for var, reference in FUNDPS[name].items():
         assert_matches(data.xarray[var].values, reference, f"{name}.{var}")
 
@@ -112,7 +112,7 @@ def test_darcy_cell_centred_set_matches_fundps_statistics():
 
 def test_navier_stokes_final_vorticity_matches_fundps_statistics():
     problem = pdes.get("navier_stokes", convention="diffusionpde")
-    data = problem.generate(12, 128, seed=1, batch_size=12)
+    data = problem.generate(8, 128, seed=1, batch_size=8)
     assert_matches(data.xarray["wT"].values, FUNDPS["navier_stokes"]["wT"], "wT")
 
 
