@@ -111,9 +111,10 @@ def _dfg_lattice(
     """The DFG channel at ``resolution`` nodes per diameter: lattice, initial populations.
 
     The initial state is the inflow's Poiseuille profile everywhere (the channel carries
-    the full flux from the start: no acoustic slosh between inflow and outflow); ``kick`` adds a transverse velocity bump ``kick * U`` one
-    diameter behind the cylinder, which breaks the symmetry so that shedding starts sooner
-    (it does not change the periodic state).
+    the full flux from the start: no acoustic slosh between inflow and outflow); ``kick``
+    adds a transverse velocity bump ``kick * U`` one diameter behind the cylinder, which
+    breaks the symmetry so that shedding starts sooner (it does not change the periodic
+    state).
     """
     h = _DIAMETER / resolution
     rows, cols = round(_HEIGHT / h), round(_LENGTH / h)
