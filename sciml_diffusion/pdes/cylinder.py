@@ -48,7 +48,7 @@ from sciml_diffusion.pdes.base import (
 )
 from sciml_diffusion.pdes.diffusionpde import cell_centred_grid, is_cell_centred
 from sciml_diffusion.pdes.evolution import EvolutionProblem
-from sciml_diffusion.pdes.lbm import ChannelLattice
+from sciml_diffusion.pdes.lbm import D2Q9, ChannelLattice
 
 __all__ = ["SCHAEFER_TUREK", "schaefer_turek", "cylinder_fractions", "CylinderFlow"]
 
@@ -68,7 +68,7 @@ _LENGTH, _HEIGHT, _CENTRE, _DIAMETER = 2.2, 0.41, (0.2, 0.2), 0.1
 
 
 def cylinder_fractions(centre, radius, coords):
-    """``fraction(i, mask)`` for :class:`ChannelLattice`: where links cut a circle.
+    """``fraction(i)`` for :class:`ChannelLattice`: where links cut a circle.
 
     Parameters
     ----------
@@ -85,8 +85,6 @@ def cylinder_fractions(centre, radius, coords):
     callable giving, for direction ``i``, the fraction ``q`` in ``(0, 1]`` of the link from
     each node along ``c_i`` at which it meets the circle (1/2 where it does not).
     """
-    from sciml_diffusion.pdes.lbm import D2Q9
-
     ys, xs = coords
     dx = xs.view(1, 1, -1) - centre[:, 0].view(-1, 1, 1)
     dy = ys.view(1, -1, 1) - centre[:, 1].view(-1, 1, 1)
@@ -155,7 +153,6 @@ def _dfg_lattice(
 
 def _only(body, fractions):
     """Circle fractions on links that hit the body; 1/2 (straight walls) elsewhere."""
-    from sciml_diffusion.pdes.lbm import D2Q9
 
     def fraction(i):
         cx, cy = D2Q9.c[i]
