@@ -117,6 +117,10 @@ class Darcy(DirichletProblem):
             return cell_centred_grid(resolution)
         return super().default_grid(resolution)
 
+    def fixed_nodes(self, grid: Grid) -> dict[str, np.ndarray]:
+        """``u = 0`` on the boundary nodes; none in the cell layout (no boundary points)."""
+        return {} if self.convention == "diffusionpde" else super().fixed_nodes(grid)
+
     def sample_input(self, grid: Grid, generator: torch.Generator) -> np.ndarray:
         """The permeability ``(ny, nx)``: ``high`` where the GRF is >= 0, ``low`` elsewhere."""
         if self.convention == "diffusionpde":

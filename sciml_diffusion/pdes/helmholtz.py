@@ -110,6 +110,13 @@ class Helmholtz(DirichletProblem):
 
     generate.__doc__ = DirichletProblem.generate.__doc__
 
+    def fixed_nodes(self, grid: Grid) -> dict[str, np.ndarray]:
+        """``u = 0`` on the boundary; in the ``diffusionpde`` convention ``f = 0`` there too."""
+        fixed = super().fixed_nodes(grid)
+        if self.convention == "diffusionpde":
+            fixed["f"] = fixed["u"].copy()
+        return fixed
+
     def sample_input(self, grid: Grid, generator: torch.Generator) -> np.ndarray:
         """The source ``(ny, nx)`` of one sample."""
         if self.convention == "diffusionpde":

@@ -203,3 +203,29 @@ def test_fundps_recipes_name_their_files_and_use_the_convention(problem):
     full = recipe.jobs("full")
     assert full[0].filename() == f"{problem}_fundps_full_train.nc"
     assert (full[0].resolution, full[0].samples) == (128, 50000)
+
+
+# ---------------------------------------------------------------------- fixed nodes
+@pytest.mark.parametrize(
+    ("name", "convention", "fixed"),
+    [
+        ("poisson", "ours", {"u"}),
+        ("helmholtz", "diffusionpde", {"u", "f"}),
+        ("darcy", "ours", {"u"}),
+        ("darcy", "diffusionpde", set()),
+    ],
+)
+def test_fixed_nodes_are_where_the_data_hold_the_boundary_value(name, convention, fixed):
+    problem = pdes.get(name, convention=convention)
+    data = problem.generate(2, 17, seed=0)
+    masks = problem.fixed_nodes(data.grid)
+    assert set(masks) == fixed
+    for var, mask in masks.items():
+        assert mask.sum() == 4 * 16
+        assert np.all(data.xarray[var].values[:, mask] == 0)
+        assert np.all(data.xarray[var].values[:, ~mask] != 0)
+
+
+def test_periodic_problems_fix_no_node():
+    problem = pdes.get("navier_stokes")
+    assert problem.fixed_nodes(problem.default_grid(16)) == {}
