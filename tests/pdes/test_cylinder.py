@@ -52,7 +52,7 @@ def test_schaefer_turek_2d1_on_a_coarse_lattice():
     """DFG 2D-1 (Re = 20) at 10 nodes per diameter: drag and lift near the reference.
 
     Drag scales roughly as Re^-1/2 here, so a 25 % viscosity error would move it by about
-    10 %; the tolerance is 5 % (measured: 5.76 at 10 D/U, 2.6 % high from compressibility,
+    10 %; the tolerance is 5 % (measured: about 5.75 at 10 D/U, 3 % high, mostly compressibility,
     docs/results/cylinder.md).
     """
     result = schaefer_turek("2D-1", resolution=10, velocity=0.05, time=10.0)
