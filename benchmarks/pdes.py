@@ -5,7 +5,8 @@ GRF draws, solves and data-set assembly, excluding file I/O), samples per second
 the time-dependent problems the integrator steps per sample, and the machine's 1-minute
 load average (on a shared machine, other jobs slow every figure down). Steady problems use the
 recipe parameters; the time-dependent ones the recipe's physics over a shortened horizon
-stated in the line (``final_time``, ``spinup``), so that the whole run takes minutes on a
+stated in the line (``final_time``, ``spinup``; for ``cylinder`` one frame interval, 0.02
+of the recipe's 0.2), so that the whole run takes minutes on a
 laptop CPU: multiply by the recipe's horizon to budget a full data set.
 
     python benchmarks/pdes.py > docs/results/pdes.jsonl
@@ -31,6 +32,12 @@ CASES = (
     ("navier_stokes", (64, 128, 256), 4, {}),
     ("kolmogorov", (64, 128), 4, {"spinup": 0.0, "final_time": 1.0, "steps": 10}),
     ("burgers", (256, 1024), 16, {"dt": 2.5e-4}),
+    (
+        "cylinder",
+        (64, 128),
+        4,
+        {"final_time": 0.02, "steps": 1, "input_frame": 0, "output_frame": 1},
+    ),
 )
 
 
@@ -59,7 +66,10 @@ def run_case(name: str, resolution: int, samples: int, parameters: dict, device:
         "torch": torch.__version__,
         "load_average_1min": os.getloadavg()[0],
     }
-    if hasattr(problem, "spinup"):
+    if hasattr(problem, "time_step"):  # lattice Boltzmann: its own step, from the lattice
+        dt = problem.time_step(resolution)[0]
+        line.update(integrator_steps=round(problem.times[-1] / dt), dt=dt, batch_size=samples)
+    elif hasattr(problem, "spinup"):
         per_save = round(problem.interval / problem.step_size())
         line["integrator_steps"] = per_save * problem.steps + round(
             problem.spinup / problem.step_size()

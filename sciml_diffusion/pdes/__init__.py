@@ -16,6 +16,7 @@ import inspect
 
 from sciml_diffusion.pdes.base import Problem, Variable
 from sciml_diffusion.pdes.burgers import Burgers
+from sciml_diffusion.pdes.cylinder import CylinderFlow
 from sciml_diffusion.pdes.darcy import Darcy
 from sciml_diffusion.pdes.helmholtz import Helmholtz
 from sciml_diffusion.pdes.kolmogorov import Kolmogorov
@@ -31,6 +32,7 @@ __all__ = [
     "NavierStokes",
     "Kolmogorov",
     "Burgers",
+    "CylinderFlow",
     "PROBLEMS",
     "get",
     "names",
@@ -44,6 +46,7 @@ PROBLEMS: dict[str, type[Problem]] = {
     "navier_stokes": NavierStokes,
     "kolmogorov": Kolmogorov,
     "burgers": Burgers,
+    "cylinder": CylinderFlow,
 }
 
 

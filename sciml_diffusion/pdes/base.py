@@ -11,7 +11,9 @@ A problem is an object with
   recording the recipe (problem, parameters, seed, package version);
 - ``residual(fields, grid)``: the discrete equation evaluated on a batch of fields, in
   physical units, differentiable, on the fields' device; zero for an exact discrete
-  solution.
+  solution;
+- ``fixed_nodes(grid)``: where a boundary condition fixes a variable (for observation
+  protocols that exclude those nodes).
 
 Sample ``i`` of a data set generated with seed ``s`` draws its random input from
 ``torch.Generator().manual_seed(s + i)``, so a data set does not depend on how samples are
@@ -112,6 +114,14 @@ class Problem:
     def residual(self, fields, grid: Grid) -> torch.Tensor:
         """The discrete equation's residual on a batch of fields, in physical units."""
         raise NotImplementedError
+
+    def fixed_nodes(self, grid: Grid) -> dict[str, np.ndarray]:
+        """Nodes where a variable is fixed by a boundary condition, ``name -> (*spatial)`` bool.
+
+        An observation protocol can leave them out (a sensor there reads a known value).
+        Variables not listed are free everywhere; the default lists none.
+        """
+        return {}
 
     def recipe_attrs(self, seed: int, grid: Grid) -> dict:
         """NetCDF-safe global attributes recording how a data set was made."""

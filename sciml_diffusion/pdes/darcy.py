@@ -17,6 +17,22 @@ permeabilities the arithmetic mean of the two nodes, one sparse LU factorisation
 Residual: :math:`r = -\nabla_h\cdot(a\nabla_h u) - f` at the interior nodes, in physical
 units (the published DiffusionPDE residual omits the :math:`1/h` factors, so its value at
 the ground truth is O(1) instead of 0).
+
+Two data conventions (``convention=``):
+
+- ``"ours"`` (default): ``a`` and ``u`` on the ``n`` nodes of each axis, boundary nodes
+  included (``u = 0`` there), the GRF sampled at the nodes (its aliases summed).
+- ``"diffusionpde"``: the pipeline of DiffusionPDE's ``generate_darcy.m`` /
+  ``solve_gwf.m`` (Huang et al. 2024; FunDPS reuses the data): the GRF is their ``GRF.m``
+  field on the ``n`` cell centres :math:`(i+\tfrac12)/n`
+  (:func:`~sciml_diffusion.pdes.diffusionpde.cosine_grf`), ``a`` is thresholded there,
+  spline-interpolated to the ``n`` nodes of :math:`[0,1]` (not-a-knot cubic, extrapolated
+  to the end nodes), the equation solved on the nodes by the same stencil, and ``u``
+  spline-interpolated back to the cell centres. The data live on
+  :func:`~sciml_diffusion.pdes.diffusionpde.cell_centred_grid`: no boundary points, and
+  ``u`` is not 0 on the edge rows. The residual interpolates ``a`` and ``u`` to the nodes
+  the same way and applies the node stencil (not 0 at the data: the node → centre → node
+  round trip is not the identity).
 """
 
 from __future__ import annotations
@@ -26,7 +42,20 @@ import torch
 
 from sciml_diffusion.fields import GaussianRandomField, Grid
 from sciml_diffusion.pdes.base import Variable, check_positive, unpack_fields
-from sciml_diffusion.pdes.elliptic import DirichletProblem, apply_operator, check_bounded_grid
+from sciml_diffusion.pdes.diffusionpde import (
+    cell_centred_grid,
+    cell_node_matrices,
+    check_convention,
+    cosine_grf,
+    is_cell_centred,
+    spline_resample,
+)
+from sciml_diffusion.pdes.elliptic import (
+    DirichletProblem,
+    apply_operator,
+    check_bounded_grid,
+    solve_dirichlet,
+)
 
 __all__ = ["Darcy"]
 
@@ -42,6 +71,8 @@ class Darcy(DirichletProblem):
         Permeability where the GRF is >= 0 and < 0.
     source : float
         Constant forcing ``f``.
+    convention : str
+        ``"ours"`` (node grid) or ``"diffusionpde"`` (their cell-centred pipeline).
     """
 
     name = "darcy"
@@ -58,7 +89,9 @@ class Darcy(DirichletProblem):
         high: float = 12.0,
         low: float = 3.0,
         source: float = 1.0,
+        convention: str = "ours",
     ):
+        self.convention = check_convention(convention)
         self.alpha = float(alpha)
         self.tau = check_positive("tau", tau)
         self.high = check_positive("high permeability", high)
@@ -75,12 +108,51 @@ class Darcy(DirichletProblem):
             "source": self.source,
             "grf_boundary": "neumann",
             "grf_mean_zero": 1,
+            "convention": self.convention,
         }
+
+    def default_grid(self, resolution: int) -> Grid:
+        """The unit square's nodes (``"ours"``) or cell centres (``"diffusionpde"``)."""
+        if self.convention == "diffusionpde":
+            return cell_centred_grid(resolution)
+        return super().default_grid(resolution)
+
+    def fixed_nodes(self, grid: Grid) -> dict[str, np.ndarray]:
+        """``u = 0`` on the boundary nodes; none in the cell layout (no boundary points)."""
+        return {} if self.convention == "diffusionpde" else super().fixed_nodes(grid)
 
     def sample_input(self, grid: Grid, generator: torch.Generator) -> np.ndarray:
         """The permeability ``(ny, nx)``: ``high`` where the GRF is >= 0, ``low`` elsewhere."""
-        g = self.grf.sample(grid, 1, generator=generator, dtype=torch.float64)[0].numpy()
+        if self.convention == "diffusionpde":
+            g = cosine_grf(grid.shape, self.alpha, self.tau, 1.0, generator)
+        else:
+            g = self.grf.sample(grid, 1, generator=generator, dtype=torch.float64)[0].numpy()
         return np.where(g >= 0, self.high, self.low)
+
+    def solve(self, field: np.ndarray, grid: Grid) -> np.ndarray:
+        """The solution ``(ny, nx)`` on ``grid`` for the permeability ``field`` on ``grid``."""
+        if self.convention == "ours":
+            return super().solve(field, grid)
+        (to_nodes, to_centres), spacing = self._cell_transfer(grid)
+        field = np.asarray(field, dtype=np.float64)
+        if field.shape != grid.shape:
+            raise ValueError(f"input field of shape {field.shape} does not match {grid}")
+        a_nodes = spline_resample(field, to_nodes)
+        u_nodes = solve_dirichlet(a_nodes, self.source, *spacing)
+        return spline_resample(u_nodes, to_centres)
+
+    def _cell_transfer(self, grid: Grid):
+        """``((P_y, P_x) to nodes, (Q_y, Q_x) to centres), (h_y, h_x)`` of a cell grid."""
+        check_bounded_grid(grid, self.name)
+        if not is_cell_centred(grid):
+            raise ValueError(
+                f"the diffusionpde Darcy convention lives on the unit square's cell centres "
+                f"(i + 1/2)/n, got {grid}; pass a resolution or cell_centred_grid(n)"
+            )
+        matrices = [cell_node_matrices(n) for n in grid.shape]
+        to_nodes = tuple(m[0] for m in matrices)
+        to_centres = tuple(m[1] for m in matrices)
+        return (to_nodes, to_centres), tuple(1.0 / (n - 1) for n in grid.shape)
 
     def coefficients(self, field: np.ndarray) -> tuple:
         return field, 0.0, self.source
@@ -97,8 +169,13 @@ class Darcy(DirichletProblem):
 
         Returns
         -------
-        torch.Tensor (B, ny-2, nx-2)
+        torch.Tensor (B, ny-2, nx-2): on the nodes' interior (``"diffusionpde"``: the
+        fields are first spline-interpolated from the cell centres to the nodes).
         """
         hy, hx = check_bounded_grid(grid, self.name)
         parts = unpack_fields(fields, ("a", "u"), grid.ndim)
-        return apply_operator(parts["a"], parts["u"], hy, hx) - self.source
+        a, u = parts["a"], parts["u"]
+        if self.convention == "diffusionpde":
+            (to_nodes, _), (hy, hx) = self._cell_transfer(grid)
+            a, u = spline_resample(a, to_nodes), spline_resample(u, to_nodes)
+        return apply_operator(a, u, hy, hx) - self.source

@@ -228,6 +228,12 @@ class DirichletProblem(Problem):
         a, c, rhs = self.coefficients(field)
         return solve_dirichlet(a, rhs, hy, hx, c)
 
+    def fixed_nodes(self, grid: Grid) -> dict[str, np.ndarray]:
+        """``u`` is fixed (0) on the boundary nodes."""
+        edge = np.zeros(grid.shape, dtype=bool)
+        edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
+        return {"u": edge}
+
     def default_grid(self, resolution: int) -> Grid:
         """The unit square with ``resolution`` nodes per axis, boundary nodes included."""
         return Grid.regular((resolution, resolution), lengths=1.0, periodic=False)

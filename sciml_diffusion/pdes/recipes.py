@@ -11,6 +11,10 @@ resolution, the number of samples of each split, and optional parameter override
       quick: {resolution: 32, splits: {train: 64, test: 16}}
       full:  {resolution: 128, splits: {train: 50000, test: 1000}}
 
+An optional ``name`` (default: the problem) names the files, so that two recipes of one
+problem (e.g. ``datasets/poisson.yaml`` and ``datasets/poisson_fundps.yaml``) can share an
+output directory: ``{name}_{size}_{split}.nc``.
+
 Split ``k`` (in file order) uses the seed ``seed + k * SPLIT_SEED_STRIDE``, so splits never
 share a sample seed (a split holds fewer than ``SPLIT_SEED_STRIDE`` samples) and a split's
 data do not depend on the size of the other splits.
@@ -31,7 +35,7 @@ __all__ = ["Recipe", "Job", "load_recipe", "SPLIT_SEED_STRIDE"]
 #: seed offset between consecutive splits of a recipe
 SPLIT_SEED_STRIDE = 100_000_000
 
-_RECIPE_KEYS = {"problem", "description", "parameters", "seed", "sizes", "generate"}
+_RECIPE_KEYS = {"problem", "name", "description", "parameters", "seed", "sizes", "generate"}
 _SIZE_KEYS = {"resolution", "splits", "parameters", "generate"}
 
 
@@ -47,10 +51,11 @@ class Job:
     split: str
     size: str
     generate: dict = field(default_factory=dict)
+    name: str = ""
 
     def filename(self) -> str:
-        """``{problem}_{size}_{split}.nc``."""
-        return f"{self.problem}_{self.size}_{self.split}.nc"
+        """``{name}_{size}_{split}.nc`` (``name`` defaults to the problem)."""
+        return f"{self.name or self.problem}_{self.size}_{self.split}.nc"
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Recipe:
     sizes: dict
     description: str = ""
     generate: dict = field(default_factory=dict)
+    name: str = ""
 
     def jobs(self, size: str) -> list[Job]:
         """The files of ``size``, one per split, in file order."""
@@ -83,6 +89,7 @@ class Recipe:
                 split=str(split),
                 size=size,
                 generate=generate,
+                name=self.name or self.problem,
             )
             for k, (split, samples) in enumerate(spec["splits"].items())
         ]
@@ -121,6 +128,7 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
         sizes=sizes,
         description=str(data.get("description", "")),
         generate=dict(data.get("generate") or {}),
+        name=str(data.get("name") or problem),
     )
 
 

@@ -6,7 +6,15 @@ import torch
 from sciml_diffusion import pdes
 from sciml_diffusion.fields import Grid
 
-NAMES = ("darcy", "poisson", "helmholtz", "navier_stokes", "kolmogorov", "burgers")
+NAMES = (
+    "darcy",
+    "poisson",
+    "helmholtz",
+    "navier_stokes",
+    "kolmogorov",
+    "burgers",
+    "cylinder",
+)
 
 
 def test_every_named_problem_is_registered():
