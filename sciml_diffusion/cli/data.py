@@ -49,7 +49,9 @@ def _info(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------- data make
 #: the names of sciml_diffusion.pdes (kept here so that --help needs no torch import)
-PROBLEM_NAMES = ("darcy", "poisson", "helmholtz", "navier_stokes", "kolmogorov", "burgers", "cylinder")
+PROBLEM_NAMES = (
+    "darcy", "poisson", "helmholtz", "navier_stokes", "kolmogorov", "burgers", "cylinder",
+)  # fmt: skip
 
 #: problem options with their own flag: (flag, parameter, type, help)
 _PROBLEM_OPTIONS = (

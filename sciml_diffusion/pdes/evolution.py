@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from sciml_diffusion.fields import Grid
 from sciml_diffusion.fields.dataset import FieldDataset
@@ -91,10 +92,11 @@ class EvolutionProblem(Problem):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ generation
-    def solve(self, initial: torch.Tensor, grid: Grid) -> torch.Tensor:
+    def solve(self, initial: torch.Tensor, grid: Grid, progress: bool = False) -> torch.Tensor:
         """Integrate initial states ``(B, *grid.shape)``; return the saved frames.
 
-        Runs on ``initial``'s device and in its dtype (float32 or float64).
+        Runs on ``initial``'s device and in its dtype (float32 or float64). ``progress``
+        shows a bar over the saved intervals (spin-up included) of this batch.
 
         Returns
         -------
@@ -109,13 +111,20 @@ class EvolutionProblem(Problem):
         per_save, dt = steps_per_interval(self.interval, self.dt)
         state = equation.forward(initial)
         equation.check_cfl(state, dt)
-        if self.spinup > 0:
-            spin_steps, spin_dt = steps_per_interval(self.spinup, self.dt)
-            state = equation.advance(state, spin_dt, spin_steps, t0=0.0)
-        frames = [equation.inverse(state)]
-        for j in range(self.steps):
-            state = equation.advance(state, dt, per_save, t0=float(self.times[j]))
-            frames.append(equation.inverse(state))
+        bar = tqdm(
+            total=self.steps + (self.spinup > 0), desc="time", unit="interval",
+            leave=False, disable=not progress,
+        )  # fmt: skip
+        with bar:
+            if self.spinup > 0:
+                spin_steps, spin_dt = steps_per_interval(self.spinup, self.dt)
+                state = equation.advance(state, spin_dt, spin_steps, t0=0.0)
+                bar.update()
+            frames = [equation.inverse(state)]
+            for j in range(self.steps):
+                state = equation.advance(state, dt, per_save, t0=float(self.times[j]))
+                frames.append(equation.inverse(state))
+                bar.update()
         return torch.stack(frames, dim=1)
 
     def generate(
@@ -165,7 +174,10 @@ class EvolutionProblem(Problem):
             raise ValueError(f"workers={workers} needs device='cpu'; on {device} use workers=1")
         starts = list(range(0, n, int(batch_size)))
         counts = [min(int(batch_size), n - s) for s in starts]
-        tasks = [(self, grid, seed, s, c, str(device), dtype) for s, c in zip(starts, counts)]
+        inner = progress and workers == 1  # a bar over time inside each batch, in this process
+        tasks = [
+            (self, grid, seed, s, c, str(device), dtype, inner) for s, c in zip(starts, counts)
+        ]
         parts = map_samples(_run_batch, tasks, workers, progress, self.name, weights=counts)
         trajectory = torch.as_tensor(np.concatenate(parts, axis=0))
         return build_dataset(
@@ -178,10 +190,10 @@ class EvolutionProblem(Problem):
 
 
 def _run_batch(task: tuple) -> np.ndarray:
-    problem, grid, seed, start, count, device, dtype = task
+    problem, grid, seed, start, count, device, dtype, progress = task
     initial = torch.stack(
         [problem.initial_condition(grid, sample_generator(seed, start + i)) for i in range(count)]
     ).to(device=device, dtype=dtype)
     with torch.no_grad():
-        frames = problem.solve(initial, grid)
+        frames = problem.solve(initial, grid, progress=progress)
     return frames.to("cpu", torch.float32).numpy()

@@ -83,3 +83,24 @@ def test_cfl_and_bad_input():
         pdes.Burgers(viscosity=0)
     with pytest.raises(ValueError, match="1-D"):
         pdes.Burgers().generate(1, pdes.get("navier_stokes").default_grid(16))
+
+
+def test_progress_bar_moves_within_a_batch(monkeypatch):
+    """One batch reports progress over time (not 0 % until the batch ends), same data."""
+    from sciml_diffusion.pdes import evolution
+
+    updates = []
+
+    class Recorder(evolution.tqdm):
+        def update(self, n=1):
+            if not self.disable:
+                updates.append((self.desc, n))
+            return super().update(n)
+
+    monkeypatch.setattr(evolution, "tqdm", Recorder)
+    problem = pdes.get("burgers")
+    quiet = problem.generate(2, 64, seed=1, batch_size=2).xarray["u"].values
+    assert updates == []
+    shown = problem.generate(2, 64, seed=1, batch_size=2, progress=True).xarray["u"].values
+    assert updates == [("time", 1)] * problem.steps
+    np.testing.assert_array_equal(shown, quiet)
