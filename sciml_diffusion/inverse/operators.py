@@ -58,7 +58,9 @@ class Measurement:
         self.operator = operator
         self.y = torch.as_tensor(y, dtype=torch.float32)
         if self.y.ndim not in (1, 2) or self.y.shape[-1] < 1:
-            raise ValueError(f"y must have shape (K,) or (B, K) with K >= 1, got {tuple(self.y.shape)}")
+            raise ValueError(
+                f"y must have shape (K,) or (B, K) with K >= 1, got {tuple(self.y.shape)}"
+            )
         if not torch.isfinite(self.y).all():
             raise ValueError("y holds NaN or infinite values; drop those measurements first")
         size = self.y.shape[-1]

@@ -32,7 +32,9 @@ METHODS = {
 }
 
 
-def build_guidance(method: str, measurement: Measurement, prior, grid: Grid, pde, steps, **options):
+def build_guidance(
+    method: str, measurement: Measurement, prior, grid: Grid, pde, steps, **options
+):
     """The guidance object of ``method`` for ``prior`` on ``grid`` (see :data:`METHODS`)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -211,7 +213,10 @@ def _ensemble_dataset(fields, variables, grid: Grid, observations, attrs) -> xr.
         values = fields[:, c].numpy()
         data[name] = (("member", *spatial), values.astype(np.float32))
         data[f"{name}_mean"] = (spatial, values.mean(0))
-        data[f"{name}_std"] = (spatial, values.std(0, ddof=1) if len(values) > 1 else 0 * values[0])
+        data[f"{name}_std"] = (
+            spatial,
+            values.std(0, ddof=1) if len(values) > 1 else 0 * values[0],
+        )
     coords = dict(grid.xarray_coords())
     coords["member"] = ("member", np.arange(fields.shape[0]))
     ds = xr.Dataset(data, coords=coords, attrs=attrs)

@@ -10,7 +10,9 @@ def gaussian_case(ndim=1, noise_kind="grf", boundary="periodic", sensors=6, nois
     """A GRF prior with its exact denoiser, one truth drawn from it, and point sensors."""
     shape = (32,) if ndim == 1 else (12, 12)
     grid = Grid.regular(shape, periodic=boundary == "periodic")
-    field = GaussianRandomField(alpha=ndim / 2 + 1.0, tau=3.0, sigma=3.0 * 3.0**ndim, boundary=boundary)
+    field = GaussianRandomField(
+        alpha=ndim / 2 + 1.0, tau=3.0, sigma=3.0 * 3.0**ndim, boundary=boundary
+    )
     if noise_kind == "white":
         noise = WhiteNoise()
     else:

@@ -17,9 +17,13 @@ def test_closed_form_matches_precision_form(ndim, boundary):
     H = m.operator(torch.eye(grid.size, dtype=torch.float64).reshape(-1, 1, *grid.shape)).T
     spectrum = prior.field.spectrum(grid, dtype=torch.float64).reshape(-1)
     keep = spectrum > 0  # work in the modes with variance (Dirichlet ends have none)
-    T = prior.field.from_modes(
-        torch.eye(grid.size, dtype=torch.float64).reshape(-1, *grid.shape), grid
-    ).reshape(grid.size, grid.size).T[:, keep]  # columns: mode shapes at the nodes
+    T = (
+        prior.field.from_modes(
+            torch.eye(grid.size, dtype=torch.float64).reshape(-1, *grid.shape), grid
+        )
+        .reshape(grid.size, grid.size)
+        .T[:, keep]
+    )  # columns: mode shapes at the nodes
     HT = H @ T
     precision = torch.diag(1 / spectrum[keep]) + HT.T @ HT / 0.3**2
     cov_modes = torch.linalg.inv(precision)
