@@ -34,7 +34,8 @@ def gaussian_posterior(
     grid: Grid | None = None,
     noise_std=None,
     case: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    covariance: bool = False,
+):
     """Exact posterior mean and pointwise std of a :class:`GaussianPrior`.
 
     Parameters
@@ -50,10 +51,13 @@ def gaussian_posterior(
         Overrides the observations' noise std (as in :func:`reconstruct`).
     case : int, optional
         Which case of observations holding several.
+    covariance : bool
+        Also return the full posterior covariance ``(C N, C N)`` (nodes flattened in C order).
 
     Returns
     -------
-    mean, std : torch.Tensor ``(C, *grid.shape)`` float64, physical units.
+    mean, std : torch.Tensor ``(C, *grid.shape)`` float64, physical units
+        (and the covariance with ``covariance=True``).
     """
     if not hasattr(prior, "field"):
         raise ValueError("the closed-form posterior needs a GaussianPrior (known covariance)")
@@ -79,11 +83,14 @@ def gaussian_posterior(
     PHt = P @ H.T
     G_inv = torch.linalg.pinv(H @ PHt + R, hermitian=True)
     mean = PHt @ (G_inv @ measurement.y.double())
+    if covariance:
+        cov = P - PHt @ G_inv @ PHt.T
     var = P.diagonal() - ((PHt @ G_inv) * PHt).sum(-1)
     shift = torch.tensor(prior.normalizer.mean, dtype=torch.float64)
     shape = (channels, *grid.shape)
     mean = mean.reshape(shape) + shift.reshape(-1, *([1] * grid.ndim))
-    return mean, var.clamp_min(0).sqrt().reshape(shape)
+    std = var.clamp_min(0).sqrt().reshape(shape)
+    return (mean, std, cov) if covariance else (mean, std)
 
 
 def _dense_operator(measurement: Measurement, channels: int, grid: Grid) -> torch.Tensor:

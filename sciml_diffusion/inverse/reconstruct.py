@@ -174,7 +174,7 @@ def reconstruct(
         "pde": pde_term.problem.name if pde_term is not None else "",
         **{f"option_{k}": v for k, v in guidance.options().items()},
     }
-    return _ensemble_dataset(fields, prior.variables, grid, observations, attrs)
+    return _ensemble_dataset(fields, prior.variables, grid, observations, attrs, case)
 
 
 def _pde_term(pde, prior, grid: Grid) -> PDETerm | None:
@@ -205,7 +205,7 @@ def _bar(batches, show: bool):
     return tqdm(batches, desc="member batches")
 
 
-def _ensemble_dataset(fields, variables, grid: Grid, observations, attrs) -> xr.Dataset:
+def _ensemble_dataset(fields, variables, grid: Grid, observations, attrs, case) -> xr.Dataset:
     """``(M, C, *space)`` physical fields as the reconstruction data set."""
     spatial = tuple(grid.axes)
     data = {}
@@ -221,17 +221,20 @@ def _ensemble_dataset(fields, variables, grid: Grid, observations, attrs) -> xr.
     coords["member"] = ("member", np.arange(fields.shape[0]))
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     if isinstance(observations, Observations):
-        ds = ds.merge(_sensor_variables(observations))
+        ds = ds.merge(_sensor_variables(observations, case))
         ds.attrs["noise_std"] = observations.noise_std
     return ds
 
 
-def _sensor_variables(observations: Observations) -> xr.Dataset:
+def _sensor_variables(observations: Observations, case) -> xr.Dataset:
     data = {
         f"sensor_{axis}": ("sensor", observations.coords[:, i])
         for i, axis in enumerate(observations.axes)
     }
-    if observations.values is not None and observations.values.ndim == 2:
+    values = observations.values
+    if values is not None and values.ndim == 3:
+        values = values[case if case is not None else 0]
+    if values is not None:
         for k, name in enumerate(observations.variables):
-            data[f"{name}_observed"] = ("sensor", observations.values[:, k].numpy())
+            data[f"{name}_observed"] = ("sensor", values[:, k].numpy())
     return xr.Dataset(data)
