@@ -15,7 +15,7 @@ import sys
 __all__ = ["main", "build_parser"]
 
 #: command groups, each a module of this package with ``register(subparsers)``
-GROUPS = ("data", "grf", "prior", "sde")
+GROUPS = ("data", "grf", "prior", "sde", "inverse", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
