@@ -55,7 +55,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     rec.add_argument("--members", type=int, default=16)
     rec.add_argument("--steps", type=int, default=None, help="sampler steps (method default)")
     rec.add_argument("--sampler", default=None, help="euler, heun, dpm2m, stochastic, em")
-    rec.add_argument("--noise-std", type=float, default=None, help="sensor noise std")
+    rec.add_argument(
+        "--noise-std", default=None, help="sensor noise std: 1e-3, or per variable u=1e-5,a=0.1"
+    )
     rec.add_argument("--pde", default=None, help="PDE residual guidance, e.g. darcy")
     rec.add_argument("--resolution", type=int, default=None, help="output nodes per axis")
     rec.add_argument("--seed", type=int, default=0)
@@ -94,6 +96,21 @@ def _observe(args: argparse.Namespace) -> None:
     save_dataset(ds, out)
     per = {v: int((~obs.values[:, k].isnan()).sum()) for k, v in enumerate(obs.variables)}
     print(f"wrote {len(obs)} sensors ({per}) to {out}")
+
+
+def _noise_std(text: str | None):
+    """``None``, a float, or a mapping from ``u=1e-5,a=0.1``."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return float(text)
+        pairs = (item.split("=") for item in text.split(","))
+        return {name.strip(): float(value) for name, value in pairs}
+    except ValueError as error:
+        raise ValueError(
+            f"--noise-std {text!r}: give a number or name=value pairs, e.g. u=1e-5,a=0.1"
+        ) from error
 
 
 def _reconstruct(args: argparse.Namespace) -> None:
