@@ -54,3 +54,18 @@ def test_observe_then_reconstruct(demo_dir, tmp_path, capsys):
     assert main(missing) == 2
     assert "no sensor file" in capsys.readouterr().err
     assert not (tmp_path / "p2.nc").exists()
+
+
+def test_shipped_demo_prior_loads_and_reconstructs():
+    from sciml_diffusion.cli.demo import CONFIGS, DEMO_PRIOR
+    from sciml_diffusion.diffusion import Prior
+    from sciml_diffusion.fields import Observations
+    from sciml_diffusion.inverse import reconstruct
+
+    prior = Prior.load(DEMO_PRIOR)
+    assert prior.variables == ("a", "u")
+    assert prior.grid.shape == (CONFIGS["default"]["resolution"],) * 2
+    test = pdes.get("darcy").generate(1, prior.grid.shape[0], seed=CONFIGS["default"]["samples"])
+    obs = Observations.per_variable(test, count=10, variables=["u"], exclude_boundary=True)
+    ds = reconstruct(prior, obs, members=2, steps=2, noise_std=1e-4, progress=False)
+    assert np.isfinite(ds["a"].values).all()
