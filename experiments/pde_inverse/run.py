@@ -74,7 +74,7 @@ def evaluate(config: dict, model: Prior, test: FieldDataset, name: str) -> list[
         for method, spec in config["methods"].items():
             for steps in spec["steps"]:
                 cases = []
-                for i in range(len(test)):
+                for i in range(min(config.get("eval_cases", len(test)), len(test))):
                     obs = Observations.per_variable(
                         test,
                         index=i,
