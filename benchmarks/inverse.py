@@ -12,6 +12,10 @@ number of Heun steps (``--steps``), observing 3 % of the nodes of channel ``u`` 
 above the start (CPU: resident set; CUDA: allocated), NFE and backward passes per member,
 and the ratio of seconds per member to DPS's in the same process. Wall-clock after one
 warm-up; on a shared CPU the numbers move with the load. ``--threads`` defaults to 1.
+On CPU the peak is the resident set above its value on entry: memory the allocator kept
+from an earlier method is reused, so only the first method of a resolution has a
+comparable peak — run one ``--methods`` per process for clean CPU peaks (CUDA peaks are
+exact). Results of a run are kept in ``docs/results/inverse_bench.jsonl``.
 """
 
 from __future__ import annotations
