@@ -96,10 +96,12 @@ class Measurement:
         self.groups, self.scale = self.groups.to(device), self.scale.to(device)
         return self
 
-    def batched(self, repeats: int) -> Measurement:
-        """The same measurement for a batch in which each row of ``y`` is repeated ``repeats``
-        times (members of one case side by side)."""
-        y = self.y if self.y.ndim == 1 else self.y.repeat_interleave(repeats, dim=0)
+    def rows(self, cases: torch.Tensor) -> Measurement:
+        """The measurement of a batch whose row ``j`` observes case ``cases[j]`` (``y (B, K)``);
+        unchanged when ``y`` is one case ``(K,)``."""
+        if self.y.ndim == 1:
+            return self
+        y = self.y[cases.to(self.y.device)]
         return Measurement(self.operator, y, self.std, self.groups, self.names, self.scale)
 
     def require_noise(self, method: str) -> None:

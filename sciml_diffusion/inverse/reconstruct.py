@@ -103,7 +103,9 @@ def reconstruct(
     progress : bool
         tqdm bars over batches and steps.
     case : int, optional
-        Which case of observations holding several (values ``(B, S, V)``).
+        Which case of observations holding several (values ``(B, S, V)``); without it
+        every case is reconstructed, all members of all cases batched together, and
+        the result has a ``case`` dim before ``member``. Case ``c`` uses seed ``seed + c``.
     **method_options
         Passed to the guidance class (``zeta``, ``iterations``, ``obs_weight``, ...).
 
@@ -128,37 +130,40 @@ def reconstruct(
         measurement = sensor_measurement(
             observations, grid, prior.variables, prior.normalizer, noise_std, case
         )
-    if measurement.y.ndim != 1:
-        raise ValueError(
-            f"the observations hold {measurement.y.shape[0]} cases; pick one with case="
-        )
+    cases = measurement.y.shape[0] if measurement.y.ndim == 2 else 1
     pde_term = _pde_term(pde, prior, grid)
     guidance = build_guidance(method, measurement, prior, grid, pde_term, steps, **method_options)
     seed = _seed(generator)
-    batch_size = batch_size or members
     device = torch.device(device) if device is not None else prior.device
     prior.denoiser.to(device)
     measurement.to(device)
 
+    # row j of the sampled batch is member j % members of case j // members; case c draws
+    # from seed + c, so one case alone with generator=seed + c gives the same members
+    generators = [g for c in range(cases) for g in member_generators(seed + c, members, device)]
+    batch_size = batch_size or len(generators)
+    batches = range(0, len(generators), batch_size)
     start = time.perf_counter()
     chunks = []
-    generators = member_generators(seed, members, device=device)
-    batches = range(0, members, batch_size)
     for first in _bar(batches, progress and len(batches) > 1):
-        gens = generators[first : first + batch_size]
+        rows = torch.arange(first, min(first + batch_size, len(generators)))
+        guidance.measurement = measurement.rows(rows // members)
         chunk = prior.sample_tensor(
-            len(gens),
+            len(rows),
             grid=grid,
             sampler=sampler,
             steps=steps,
-            generator=gens,
+            generator=generators[first : first + batch_size],
             guidance=guidance,
             progress=progress,
             sigma_max=sigma_max,
             sigma_min=sigma_min,
         )
         chunks.append(chunk.detach())
+    guidance.measurement = measurement
     x = torch.cat(chunks)
+    if measurement.y.ndim == 2:
+        x = x.reshape(cases, members, *x.shape[1:])
     seconds = time.perf_counter() - start
     fields = prior.normalizer.denormalize(x.double().cpu())
     attrs = {
@@ -169,6 +174,7 @@ def reconstruct(
         "vjp": guidance.vjps // len(batches),
         "seed": seed,
         "members": members,
+        "cases": cases,
         "seconds": round(seconds, 3),
         "sigma_max": sigma_max,
         "pde": pde_term.problem.name if pde_term is not None else "",
@@ -206,22 +212,23 @@ def _bar(batches, show: bool):
 
 
 def _ensemble_dataset(fields, variables, grid: Grid, observations, attrs, case) -> xr.Dataset:
-    """``(M, C, *space)`` physical fields as the reconstruction data set."""
+    """``([cases,] M, C, *space)`` physical fields as the reconstruction data set."""
     spatial = tuple(grid.axes)
+    lead = ("case", "member") if fields.ndim == grid.ndim + 3 else ("member",)
+    axis = len(lead) - 1  # the member axis
     data = {}
     for c, name in enumerate(variables):
-        values = fields[:, c].numpy()
-        data[name] = (("member", *spatial), values.astype(np.float32))
-        data[f"{name}_mean"] = (spatial, values.mean(0))
-        data[f"{name}_std"] = (
-            spatial,
-            values.std(0, ddof=1) if len(values) > 1 else 0 * values[0],
-        )
+        values = fields.select(axis + 1, c).numpy()
+        outer = lead[:-1]
+        data[name] = ((*lead, *spatial), values.astype(np.float32))
+        data[f"{name}_mean"] = ((*outer, *spatial), values.mean(axis))
+        spread = values.std(axis, ddof=1) if values.shape[axis] > 1 else 0 * values.mean(axis)
+        data[f"{name}_std"] = ((*outer, *spatial), spread)
     coords = dict(grid.xarray_coords())
-    coords["member"] = ("member", np.arange(fields.shape[0]))
+    coords["member"] = ("member", np.arange(fields.shape[axis]))
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     if isinstance(observations, Observations):
-        ds = ds.merge(_sensor_variables(observations, case))
+        ds = ds.merge(_sensor_variables(observations, case if lead == ("member",) else None))
         ds.attrs["noise_std"] = observations.noise_std
     return ds
 
@@ -232,9 +239,13 @@ def _sensor_variables(observations: Observations, case) -> xr.Dataset:
         for i, axis in enumerate(observations.axes)
     }
     values = observations.values
+    dims = ("sensor",)
     if values is not None and values.ndim == 3:
-        values = values[case if case is not None else 0]
+        if case is not None or len(values) == 1:
+            values = values[case if case is not None else 0]
+        else:
+            dims = ("case", "sensor")
     if values is not None:
         for k, name in enumerate(observations.variables):
-            data[f"{name}_observed"] = ("sensor", values[:, k].numpy())
+            data[f"{name}_observed"] = (dims, values[..., k].numpy())
     return xr.Dataset(data)

@@ -71,3 +71,18 @@ def test_nan_readings_are_dropped_not_used(case):
     with pytest.warns(UserWarning, match="1 sensor"):
         ds = reconstruct(prior, partial, "mmps", members=2, steps=4, progress=False)
     assert torch.isfinite(torch.as_tensor(ds["u"].values)).all()
+
+
+@pytest.mark.parametrize("batch_size", [None, 3])
+def test_several_cases_batched_match_each_case_alone(case, batch_size):
+    prior, _, _ = case
+    truths = prior.sample(2, steps=8, generator=9)
+    obs = Observations.random(truths, count=4, seed=1, noise_std=0.05)
+    run = dict(members=2, steps=4, generator=3, progress=False, batch_size=batch_size)
+    both = reconstruct(prior, obs, "dps", **run)
+    assert both["u"].dims == ("case", "member", "x") and both.attrs["cases"] == 2
+    assert both["u_observed"].dims == ("case", "sensor")
+    for c in range(2):
+        alone = reconstruct(prior, obs, "dps", case=c, **{**run, "generator": 3 + c})
+        np.testing.assert_allclose(both["u"][c], alone["u"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(both["u_mean"][c], alone["u_mean"], rtol=1e-5, atol=1e-5)
