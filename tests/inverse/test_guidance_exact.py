@@ -80,3 +80,17 @@ def test_gradient_guidance_pulls_toward_the_posterior(method, options, sampler):
     assert torch.isfinite(torch.as_tensor(ds["u"].values)).all()
     _, relative, _ = _compare(prior, obs, ds)
     assert relative < 0.6
+
+
+@pytest.mark.parametrize("solver", ["gmres", "cg"])
+def test_krylov_solvers_solve_small_systems(solver):
+    from sciml_diffusion.inverse.guidance import conjugate_gradient, gmres
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 6, 6, generator=gen, dtype=torch.float64)
+    spd = a @ a.transpose(1, 2) + 6 * torch.eye(6, dtype=torch.float64)
+    matrix = spd if solver == "cg" else spd + 2 * (a - a.transpose(1, 2))  # non-symmetric
+    b = torch.randn(3, 6, generator=gen, dtype=torch.float64)
+    solve = gmres if solver == "gmres" else conjugate_gradient
+    w = solve(lambda v: (matrix @ v[..., None])[..., 0], b, iterations=6)
+    torch.testing.assert_close(w, torch.linalg.solve(matrix, b))

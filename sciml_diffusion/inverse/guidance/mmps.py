@@ -16,7 +16,10 @@ MMPS replaces the prior denoiser by a posterior denoiser. With the Gaussian appr
           (\Sigma_y + A V A^\top)^{-1} (y - A \hat x_0).
 
 ``V v`` costs one vector–Jacobian product through the denoiser; the ``K x K`` system is
-solved by a few conjugate-gradient iterations (each one VJP), batched over members. For a
+solved by a few Krylov iterations (each one VJP), batched over members: GMRES by default,
+because a trained network's Jacobian is not exactly symmetric and the system then is not
+positive definite (conjugate gradients, ``solver="cg"``, can diverge there; with an exact
+denoiser both converge). For a
 Gaussian prior with its exact denoiser and enough iterations this *is* the posterior
 denoiser, so any sampler then samples the exact posterior (verified in the tests). For a
 nonlinear ``A`` it is linearised at :math:`\hat x_0`. Needs :math:`\Sigma_y > 0`.
@@ -28,7 +31,7 @@ import torch
 
 from sciml_diffusion.inverse.guidance.base import Guidance
 
-__all__ = ["MMPS", "conjugate_gradient"]
+__all__ = ["MMPS", "conjugate_gradient", "gmres"]
 
 
 def conjugate_gradient(matvec, b: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -53,6 +56,36 @@ def conjugate_gradient(matvec, b: torch.Tensor, iterations: int) -> torch.Tensor
     return w
 
 
+def gmres(matvec, b: torch.Tensor, iterations: int) -> torch.Tensor:
+    """``iterations`` steps of GMRES on ``M w = b`` per row of ``b (B, K)``, from ``w = 0``.
+
+    Arnoldi with modified Gram–Schmidt builds an orthonormal Krylov basis ``Q`` and the
+    Hessenberg matrix ``H``; ``w = Q y`` with ``y`` minimising ``||beta e_1 - H y||`` (a small
+    batched least-squares solve). ``M`` may be non-symmetric. Works in float64; a fixed
+    number of iterations keeps the loop on the device.
+    """
+    dtype = b.dtype
+    r = b.double()
+    eps = torch.finfo(torch.float64).eps
+    beta = r.norm(dim=-1, keepdim=True)
+    basis = [r / beta.clamp_min(eps)]
+    hessenberg = r.new_zeros(r.shape[0], iterations + 1, iterations)
+    for j in range(iterations):
+        v = matvec(basis[j].to(dtype)).double()
+        for i, q in enumerate(basis):
+            h = (v * q).sum(-1)
+            hessenberg[:, i, j] = h
+            v = v - h[:, None] * q
+        norm = v.norm(dim=-1)
+        hessenberg[:, j + 1, j] = norm
+        basis.append(v / norm[:, None].clamp_min(eps))
+    target = r.new_zeros(r.shape[0], iterations + 1)
+    target[:, 0] = beta[:, 0]
+    y = torch.linalg.lstsq(hessenberg, target[..., None]).solution[..., 0]  # (B, n)
+    w = torch.stack(basis[:iterations], dim=-1) @ y[..., None]
+    return w[..., 0].to(dtype)
+
+
 class MMPS(Guidance):
     """The MMPS posterior denoiser.
 
@@ -61,16 +94,23 @@ class MMPS(Guidance):
     measurement : Measurement
         Must have a positive noise std.
     iterations : int
-        Conjugate-gradient iterations per denoiser call (Rozet et al. use 1–5).
+        Krylov iterations per denoiser call (Rozet et al. use 1–5).
+    solver : str
+        ``"gmres"`` (default, any network) or ``"cg"`` (symmetric Jacobians, e.g. exact).
     noise, grid
         The prior's noise process and the grid (``C`` in ``V``).
     """
 
     name = "mmps"
 
-    def __init__(self, measurement, iterations: int = 5, noise=None, grid=None):
+    def __init__(
+        self, measurement, iterations: int = 5, solver: str = "gmres", noise=None, grid=None
+    ):
         super().__init__(measurement, noise, grid, precondition=True)
         measurement.require_noise("MMPS")
+        if solver not in ("gmres", "cg"):
+            raise ValueError(f"unknown MMPS solver {solver!r}; choose 'gmres' or 'cg'")
+        self.solver = solver
         if iterations < 1:
             raise ValueError(f"MMPS needs at least 1 CG iteration, got {iterations}")
         self.iterations = int(iterations)
@@ -108,10 +148,11 @@ class MMPS(Guidance):
             return noise_var * w + forward(cov_x(adjoint(w)))
 
         with torch.enable_grad():
-            w = conjugate_gradient(system, (y - predicted).detach(), self.iterations)
+            solve = gmres if self.solver == "gmres" else conjugate_gradient
+            w = solve(system, (y - predicted).detach(), self.iterations)
             self.vjps += 1
             pulled = torch.autograd.grad(predicted, x, w)[0]
         return (estimate + gamma * self.precondition(pulled)).detach()
 
     def options(self) -> dict:
-        return {"cg_iterations": self.iterations}
+        return {"iterations": self.iterations, "solver": self.solver}
