@@ -6,7 +6,7 @@
 - guidance methods with one interface, accepted by every sampler: :class:`DPS`,
   :class:`FunDPS` (joint observation + PDE guidance in function space),
   :class:`DiffusionPDE` (the published baseline schedule) and :class:`MMPS`
-  (covariance-aware, conjugate gradients);
+  (covariance-aware, GMRES or CG);
 - :func:`reconstruct`: the ensemble as an ``xarray.Dataset``;
 - :func:`gaussian_posterior`: the exact posterior of a
   :class:`~sciml_diffusion.diffusion.GaussianPrior`, the reference for calibration.
