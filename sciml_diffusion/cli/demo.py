@@ -210,14 +210,16 @@ def _row(name: str, scores: dict) -> str:
 
 def _report(m: dict, config: dict) -> str:
     s, t = m["scores"], m["seconds"]
+    origin = "trained by this run" if m["trained_here"] else "shipped with the package"
     return f"""# sciml-diffusion demo: Darcy flow from {m["fraction"]:.0%} sensors on u
 
-A small function-space diffusion prior was trained on {config["samples"]} Darcy samples
-(permeability `a`, pressure `u`, {config["resolution"]}x{config["resolution"]}). A held-out
-field was observed at {m["sensors_on_u"]} random interior nodes of `u` only, and both `a`
-and `u` were reconstructed as an ensemble of {m["members"]} members by MMPS
-({m["steps"]} Heun steps, {m["nfe"]} denoiser evaluations and {m["vjp"]} backward passes per
-member; sensor noise std assumed {m["assumed_noise_std_u"]:.2e}, 1% of u's spread).
+The prior is a small function-space diffusion prior on `(a, u)` ({origin}: `{m["prior"]}`),
+trained on {config["samples"]} Darcy samples (permeability `a`, pressure `u`,
+{config["resolution"]}x{config["resolution"]}). A held-out field was observed at
+{m["sensors_on_u"]} random interior nodes of `u` only, and both `a` and `u` were
+reconstructed as an ensemble of {m["members"]} members by MMPS ({m["steps"]} Heun steps,
+{m["nfe"]} denoiser evaluations and {m["vjp"]} backward passes per member; sensor noise std
+assumed {m["assumed_noise_std_u"]:.2e}, 1% of u's spread).
 
 | variable | relative L2 of mean | CRPS | spread / skill | error rate (a > 7.5) |
 |---|---:|---:|---:|---:|
@@ -226,11 +228,11 @@ member; sensor noise std assumed {m["assumed_noise_std_u"]:.2e}, 1% of u's sprea
 
 Spread / skill near 1 means the ensemble's spread matches its error.
 
-Time: data {t["data"]:.0f} s, training {t["train"]:.0f} s, reconstruction
+Time: data {t["data"]:.0f} s, prior {t["train"]:.0f} s, reconstruction
 {t["reconstruct"]:.0f} s, total {t["total"]:.0f} s.
 
 ![reconstruction](reconstruction.png)
 
-Files: `posterior.nc` (the ensemble), `metrics.json`, `prior/` (the trained prior; use it
-with `sciml-diffusion reconstruct --checkpoint {"prior"} ...`).
+Files: `posterior.nc` (the ensemble), `metrics.json`. Use the prior on your own sensors:
+`sciml-diffusion reconstruct --checkpoint {m["prior"]} --observations OBS.nc --out POST.nc`.
 """
