@@ -70,7 +70,7 @@ CONFIGS = {
 def register(groups: argparse._SubParsersAction) -> None:
     """Add the ``demo`` command."""
     demo = groups.add_parser("demo", help="end-to-end Darcy inversion from 3%% sensors on u")
-    demo.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    demo.add_argument("--out", default="demo_out", help="output directory")
     demo.add_argument("--quick", action="store_true", help="tiny configuration (for tests)")
     demo.add_argument(
         "--train", action="store_true", help="generate data and train the prior from scratch"
