@@ -88,9 +88,9 @@ def _demo(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
-    from sciml_diffusion.cli.inverse import check_output
+    from sciml_diffusion.cli.checks import check_output_dir
 
-    check_output(out / "report.md", True)
+    check_output_dir(out)
     import torch
 
     torch.set_num_threads(max(1, args.threads))

@@ -298,6 +298,24 @@ CASES = {
         ],
         ["taken.nc", "exists"],
     ),  # fmt: skip
+    # posterior sampling commands
+    "observe fraction above one": (
+        None,
+        ["observe", "--data", "{data}", "--fraction", "2", "--out", "{tmp}/obs.nc"],
+        ["--fraction", "2"],
+    ),
+    "reconstruct onto its own sensor file": (
+        None,
+        ["reconstruct", "--checkpoint", "{prior}", "--observations", "{data}", "--out", "{data}",
+         "--overwrite"],
+        ["--out", "input"],
+    ),
+    "reconstruct on an unknown device": (
+        None,
+        ["reconstruct", "--checkpoint", "{prior}", "--observations", "{data}", "--out",
+         "{tmp}/post.nc", "--device", "banana"],
+        ["--device", "banana"],
+    ),
 }
 if not torch.cuda.is_available():
     CASES["cuda without CUDA"] = (

@@ -52,7 +52,8 @@ def test_observe_then_reconstruct(demo_dir, tmp_path, capsys):
     missing = [*rec[:4], str(tmp_path / "none.nc"), *rec[5:]]
     missing[missing.index(str(post))] = str(tmp_path / "p2.nc")
     assert main(missing) == 2
-    assert "no sensor file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--observations" in err and "no such file" in err
     assert not (tmp_path / "p2.nc").exists()
 
 
