@@ -27,6 +27,8 @@ GROUPS = (
     "sde",
     "forecast",
     "evaluate",
+    "inverse",
+    "demo",
 )
 
 

@@ -6,6 +6,7 @@ exact resume, and the :class:`Prior` bundle. See ``docs/priors.md``.
 """
 
 from sciml_diffusion.diffusion.exact import GaussianDenoiser
+from sciml_diffusion.diffusion.gaussian import GaussianPrior
 from sciml_diffusion.diffusion.loss import edm_loss
 from sciml_diffusion.diffusion.noise import GRFNoise, NoiseProcess, WhiteNoise, noise_from_dict
 from sciml_diffusion.diffusion.precondition import EDMDenoiser, edm_coefficients
@@ -25,6 +26,7 @@ __all__ = [
     "EDMDenoiser",
     "GRFNoise",
     "GaussianDenoiser",
+    "GaussianPrior",
     "NoiseProcess",
     "NonFiniteLossError",
     "Prior",

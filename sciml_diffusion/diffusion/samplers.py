@@ -22,16 +22,25 @@ the same for white and Gaussian-random-field noise. Solvers over a decreasing sc
   (D_i - x_i) + \sqrt{\sigma_i^2 - \sigma_{i+1}^2}\, n_i`.
 
 Every sampler takes ``(denoiser, x, sigmas)`` with ``x`` the initial state at ``sigmas[0]``
-(usually ``sigmas[0] * noise.sample(...)``) and a ``guidance`` hook called after every step::
+(usually ``sigmas[0] * noise.sample(...)``) and an optional ``guidance``, which acts in up
+to two places (posterior sampling plugs in here; see :mod:`sciml_diffusion.inverse`):
 
-    x_next = guidance(x_next, x=x, denoised=D, sigma=sigma_i, sigma_next=sigma_{i+1}, index=i)
+1. ``guidance.wrap(denoiser)``, if defined, returns the denoiser the sampler calls — a
+   posterior denoiser :math:`E[x_0 \mid x_\sigma, y]` such as MMPS replaces the prior's;
+2. ``guidance(x_next, x=x, denoised=D, sigma=sigma_i, sigma_next=sigma_{i+1}, index=i)``
+   is called after every step and returns the corrected state. ``D = D(x, sigma_i)`` is
+   the step's first denoiser evaluation. If ``guidance.differentiable`` is true the
+   sampler runs each step with autograd on, ``x`` a leaf that requires grad, so the hook
+   can differentiate ``denoised`` or ``x_next`` with respect to ``x`` (DPS, FunDPS); the
+   returned state is detached.
 
-which returns the corrected state (posterior sampling plugs in here). Gradients are left to
-the caller: wrap the call in ``torch.no_grad()`` unless the guidance differentiates.
+A plain function is a hook only (no wrapping, not differentiable). Otherwise gradients are
+left to the caller: wrap the call in ``torch.no_grad()`` to save memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -64,19 +73,25 @@ def euler(denoiser: Denoiser, x: torch.Tensor, sigmas, *, guidance=None, progres
     torch.Tensor ``(B, *)``: the sample at sigma = 0.
     """
     sigmas = as_sigmas(sigmas)
+    denoiser, tracked = _prepare(denoiser, guidance)
     for i, s, s_next in _steps(sigmas, progress):
-        d = denoiser(x, _level(s, x))
-        x_next = x + (s_next - s) * (x - d) / s
-        x = _guide(guidance, x_next, x, d, s, s_next, i)
+        with _recording(tracked):
+            x = _track(x, tracked)
+            d = denoiser(x, _level(s, x))
+            x_next = x + (s_next - s) * (x - d) / s
+            x = _guide(guidance, x_next, x, d, s, s_next, i, tracked)
     return x
 
 
 def heun(denoiser: Denoiser, x: torch.Tensor, sigmas, *, guidance=None, progress=False, **_):
     """Heun's second-order solver (EDM Algorithm 1); arguments as :func:`euler`."""
     sigmas = as_sigmas(sigmas)
+    denoiser, tracked = _prepare(denoiser, guidance)
     for i, s, s_next in _steps(sigmas, progress):
-        x_next, d = _heun_step(denoiser, x, s, s_next)
-        x = _guide(guidance, x_next, x, d, s, s_next, i)
+        with _recording(tracked):
+            x = _track(x, tracked)
+            x_next, d = _heun_step(denoiser, x, s, s_next)
+            x = _guide(guidance, x_next, x, d, s, s_next, i, tracked)
     return x
 
 
@@ -85,22 +100,25 @@ def dpm_solver_2m(
 ):
     """DPM-Solver++(2M), multistep second order in ``log sigma``; arguments as :func:`euler`."""
     sigmas = as_sigmas(sigmas)
+    denoiser, tracked = _prepare(denoiser, guidance)
     d_prev, h_prev = None, None
     for i, s, s_next in _steps(sigmas, progress):
-        d = denoiser(x, _level(s, x))
-        if s_next == 0:
-            x_next = d
-        else:
-            h = math.log(s / s_next)
-            d_eff = d
-            if d_prev is not None:
-                r = h_prev / h
-                d_eff = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * d_prev
-            ratio = s_next / s
-            x_next = ratio * x + (1 - ratio) * d_eff
-            h_prev = h
-        d_prev = d
-        x = _guide(guidance, x_next, x, d, s, s_next, i)
+        with _recording(tracked):
+            x = _track(x, tracked)
+            d = denoiser(x, _level(s, x))
+            if s_next == 0:
+                x_next = d
+            else:
+                h = math.log(s / s_next)
+                d_eff = d
+                if d_prev is not None:
+                    r = h_prev / h
+                    d_eff = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * d_prev
+                ratio = s_next / s
+                x_next = ratio * x + (1 - ratio) * d_eff
+                h_prev = h
+            d_prev = d.detach() if tracked else d
+            x = _guide(guidance, x_next, x, d, s, s_next, i, tracked)
     return x
 
 
@@ -136,6 +154,7 @@ def stochastic(
     Other arguments as :func:`euler`.
     """
     sigmas = as_sigmas(sigmas)
+    denoiser, tracked = _prepare(denoiser, guidance)
     n_steps = sigmas.numel() - 1
     for i, s, s_next in _steps(sigmas, progress):
         gamma = min(churn / n_steps, math.sqrt(2) - 1) if sigma_tmin <= s <= sigma_tmax else 0.0
@@ -143,8 +162,10 @@ def stochastic(
         if gamma > 0:
             fresh = noise.sample(x.shape, grid, generator, device=x.device).to(x.dtype)
             x = x + math.sqrt(s_hat**2 - s**2) * s_noise * fresh
-        x_next, d = _heun_step(denoiser, x, s_hat, s_next)
-        x = _guide(guidance, x_next, x, d, s_hat, s_next, i)
+        with _recording(tracked):
+            x = _track(x, tracked)
+            x_next, d = _heun_step(denoiser, x, s_hat, s_next)
+            x = _guide(guidance, x_next, x, d, s_hat, s_next, i, tracked)
     return x
 
 
@@ -161,13 +182,16 @@ def euler_maruyama(
 ):
     """Euler–Maruyama on the reverse SDE; arguments as :func:`stochastic` (no churn)."""
     sigmas = as_sigmas(sigmas)
+    denoiser, tracked = _prepare(denoiser, guidance)
     for i, s, s_next in _steps(sigmas, progress):
-        d = denoiser(x, _level(s, x))
-        x_next = x + (1 - (s_next / s) ** 2) * (d - x)
-        if s_next > 0:
-            fresh = noise.sample(x.shape, grid, generator, device=x.device).to(x.dtype)
-            x_next = x_next + math.sqrt(s**2 - s_next**2) * fresh
-        x = _guide(guidance, x_next, x, d, s, s_next, i)
+        with _recording(tracked):
+            x = _track(x, tracked)
+            d = denoiser(x, _level(s, x))
+            x_next = x + (1 - (s_next / s) ** 2) * (d - x)
+            if s_next > 0:
+                fresh = noise.sample(x.shape, grid, generator, device=x.device).to(x.dtype)
+                x_next = x_next + math.sqrt(s**2 - s_next**2) * fresh
+            x = _guide(guidance, x_next, x, d, s, s_next, i, tracked)
     return x
 
 
@@ -203,7 +227,24 @@ def _level(s: float, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), s, dtype=x.dtype, device=x.device)
 
 
-def _guide(guidance, x_next, x, d, s, s_next, i):
+def _prepare(denoiser, guidance):
+    """The denoiser to call (wrapped by the guidance if it wraps) and whether to track grads."""
+    wrap = getattr(guidance, "wrap", None)
+    if wrap is not None:
+        denoiser = wrap(denoiser)
+    return denoiser, bool(getattr(guidance, "differentiable", False))
+
+
+def _recording(tracked: bool):
+    return torch.enable_grad() if tracked else contextlib.nullcontext()
+
+
+def _track(x: torch.Tensor, tracked: bool) -> torch.Tensor:
+    return x.detach().requires_grad_(True) if tracked else x
+
+
+def _guide(guidance, x_next, x, d, s, s_next, i, tracked=False):
     if guidance is None:
         return x_next
-    return guidance(x_next, x=x, denoised=d, sigma=s, sigma_next=s_next, index=i)
+    out = guidance(x_next, x=x, denoised=d, sigma=s, sigma_next=s_next, index=i)
+    return out.detach() if tracked else out
