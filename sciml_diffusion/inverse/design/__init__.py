@@ -11,7 +11,11 @@
 See ``docs/inverse.md`` (section "Where to put the next sensors").
 """
 
-from sciml_diffusion.inverse.design.candidates import Candidates, candidate_sensors
+from sciml_diffusion.inverse.design.candidates import (
+    Candidates,
+    candidate_sensors,
+    interior_mask,
+)
 from sciml_diffusion.inverse.design.eig import ESTIMATORS, ensemble_eig, gaussian_eig
 from sciml_diffusion.inverse.design.plot import plot_design
 from sciml_diffusion.inverse.design.selection import (
@@ -35,6 +39,7 @@ __all__ = [
     "ensemble_eig",
     "extend_observations",
     "gaussian_eig",
+    "interior_mask",
     "min_members",
     "plot_design",
     "select",

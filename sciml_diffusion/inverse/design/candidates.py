@@ -17,7 +17,7 @@ import torch
 
 from sciml_diffusion.fields import Grid, Observations
 
-__all__ = ["Candidates", "candidate_sensors"]
+__all__ = ["Candidates", "candidate_sensors", "interior_mask"]
 
 
 class Candidates:
@@ -67,6 +67,18 @@ class Candidates:
     def subset(self, index) -> Candidates:
         index = np.asarray(index, dtype=np.int64)
         return Candidates(self.coords[index], [self.variables[i] for i in index], self.axes)
+
+
+def interior_mask(grid: Grid) -> np.ndarray:
+    """Boolean ``grid.shape``: false on the edges of non-periodic axes (Dirichlet boundaries)."""
+    mask = np.ones(grid.shape, dtype=bool)
+    for axis, periodic in enumerate(grid.periodic):
+        if not periodic:
+            edge = [slice(None)] * grid.ndim
+            for end in (0, -1):
+                edge[axis] = end
+                mask[tuple(edge)] = False
+    return mask
 
 
 def observed_variables(observations: Observations) -> list[str]:
