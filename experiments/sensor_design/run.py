@@ -225,7 +225,6 @@ def plot(summary: dict, path: Path) -> None:
             ax.plot(n, values, marker="o", label=criterion)
         ax.set_title(f"{problem}: {metric}" + (" of a" if problem == "darcy" else ""))
         ax.set_xlabel("sensors")
-        ax.set_yscale("log" if metric != "error_rate" else "linear")
     axes[0][0].legend(fontsize=8)
     save_figure(fig, path)
 

@@ -256,3 +256,38 @@ def test_observations_on_a_variable_the_prior_lacks(no_sampling):
     obs = Observations([[0.5]], values=[[1.0]], variables=["p"], noise_std=0.1)
     with pytest.raises(ValueError, match="not among the prior's variables"):
         suggest_sensors(prior, obs, 1)
+
+
+def _experiment():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "sensor_design" / "run.py"
+    spec = importlib.util.spec_from_file_location("sensor_design_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, path.parent
+
+
+@pytest.mark.parametrize("name", ["quick.json", "full.json"])
+def test_experiment_configs_name_valid_settings(name):
+    import json
+
+    from sciml_diffusion.inverse.design import CRITERIA, min_members
+
+    _, folder = _experiment()
+    config = json.loads((folder / name).read_text())
+    assert set(config["criteria"]) <= set(CRITERIA) and "random" in config["criteria"]
+    darcy = config["darcy"]
+    assert darcy["members"] >= min_members("eig", darcy["add"])
+
+
+def test_sensors_saved_interpolates_between_rounds():
+    run, _ = _experiment()
+    random = ([8, 16, 24, 32], [0.5, 0.45, 0.42, 0.40])
+    design = ([8, 16, 24, 32], [0.5, 0.44, 0.38, 0.35])  # reaches 0.40 two thirds of 16 -> 24
+    saved = run.sensors_saved(design, random)
+    assert saved["n_design"] == pytest.approx(16 + 8 * 4 / 6)
+    assert saved["ratio"] == pytest.approx(32 / saved["n_design"])
+    assert saved["ratio_added"] == pytest.approx(24 / (saved["n_design"] - 8))
+    assert run.sensors_saved(random, design)["n_design"] is None  # never reaches it
