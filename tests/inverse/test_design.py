@@ -291,3 +291,27 @@ def test_sensors_saved_interpolates_between_rounds():
     assert saved["ratio"] == pytest.approx(32 / saved["n_design"])
     assert saved["ratio_added"] == pytest.approx(24 / (saved["n_design"] - 8))
     assert run.sensors_saved(random, design)["n_design"] is None  # never reaches it
+
+
+def test_two_variables_the_less_noisy_one_is_read_first():
+    from sciml_diffusion.diffusion import GRFNoise
+    from sciml_diffusion.fields import GaussianRandomField, Grid
+    from sciml_diffusion.inverse import GaussianPrior
+
+    grid = Grid.regular((16,), periodic=True)
+    noise = GRFNoise.unit_variance(grid, 1.0, 10.0)
+    field = GaussianRandomField(1.5, 3.0, sigma=9.0)
+    prior = GaussianPrior(field, noise, grid, ["a", "u"], mean=[1.0, 2.0])
+    truth = prior.sample(1, steps=8, generator=0)
+    obs = Observations.per_variable(truth, count=3, noise_std=0.1)
+    pool = candidate_sensors(grid, prior.variables, obs)
+    assert len(pool) == 2 * 16 - 6
+    for quiet, loud in (("a", "u"), ("u", "a")):
+        proposed = suggest_sensors(
+            prior, obs, 3, "eig", exact=True, noise_std={quiet: 0.05, loud: 5.0}
+        )
+        assert proposed.variable == (quiet,) * 3 and proposed.variables == (quiet,)
+        # the per-pick gains still add up to the closed-form EIG of the batch
+        assert float(proposed.value.sum()) == pytest.approx(proposed.eig["exact"][0], rel=1e-6)
+    with pytest.raises(ValueError, match="no value for candidate variable"):
+        suggest_sensors(prior, obs, 1, "eig", exact=True, noise_std={"a": 0.1})
