@@ -18,7 +18,8 @@ The "sensors saved" ratio: random placement's error with the most sensors, and t
 of sensors designed placement needs for the same error (linear interpolation between
 rounds), as ``n_random / n_designed`` (all sensors) and as a ratio of *added* sensors.
 
-Run: ``nice -n 5 python experiments/sensor_design/run.py --config quick.json``. Writes
+Run: ``nice -n 5 python experiments/sensor_design/run.py --config quick.json`` (the Darcy
+study samples on CUDA when available, or on ``"device"`` of the config). Writes
 ``experiments/sensor_design/results/<config>_{gaussian,darcy}.jsonl``, ``<config>_summary.json``
 and ``docs/results/sensor_design_<config>.png``.
 """
@@ -108,7 +109,8 @@ def darcy_case(config: dict, criteria, seed: int, log) -> list[dict]:
     from sciml_diffusion.inverse import reconstruct
     from sciml_diffusion.inverse.report import score_reconstruction
 
-    prior = Prior.load(DEMO_PRIOR)
+    device = config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    prior = Prior.load(DEMO_PRIOR, device=device)
     grid = prior.grid
     held_out = CONFIGS["default"]["samples"]  # the prior saw samples 0 .. held_out - 1
     tests = pdes.get("darcy").generate(config["fields"], grid.shape[0], seed=held_out)
@@ -139,6 +141,7 @@ def darcy_case(config: dict, criteria, seed: int, log) -> list[dict]:
                 generator=seed,
                 noise_std=noise,
                 iterations=config["iterations"],
+                device=device,
                 progress=False,
             )
             scores = score_reconstruction(ds, truth, thresholds={"a": (7.5, 3.0, 12.0)})
