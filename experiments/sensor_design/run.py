@@ -61,6 +61,11 @@ def study(config, criteria, start_obs, score, design, read, log) -> list[dict]:
     return rows
 
 
+def _tagged(log, field: int):
+    """``log`` with the field index in every row."""
+    return lambda row: log({"field": field, **row})
+
+
 # ---------------------------------------------------------------------- exact Gaussian case
 def gaussian_case(config: dict, criteria, seed: int, log) -> list[dict]:
     import scoringrules as sr
@@ -96,7 +101,7 @@ def gaussian_case(config: dict, criteria, seed: int, log) -> list[dict]:
             values = proposed.operator(grid, ["u"])(field.float())[0, :, 0]
             return values + config["noise_std"] * torch.randn(len(values), generator=g)
 
-        for row in study(config, criteria, start, score, design, read, log):
+        for row in study(config, criteria, start, score, design, read, _tagged(log, f)):
             rows.append({"problem": "gaussian", "field": f, **row})
     return rows
 
@@ -165,7 +170,7 @@ def darcy_case(config: dict, criteria, seed: int, log) -> list[dict]:
             values = proposed.operator(grid, ["u"])(u)[0, :, 0]
             return values + noise * torch.randn(len(values), generator=g)
 
-        for row in study(config, criteria, start, score, design, read, log):
+        for row in study(config, criteria, start, score, design, read, _tagged(log, f)):
             rows.append({"problem": "darcy", "field": f, **row})
     return rows
 
