@@ -12,9 +12,9 @@ which for a Gaussian law is :math:`\tfrac12 \log\det(I + D^{-1/2} \Sigma_S D^{-1
 estimators are offered, each with its standard error:
 
 - ``gaussian``: the closed form with the ensemble covariance (``ddof=1``) in place of
-  :math:`\Sigma_S`; consistent, biased for finite ``M`` (``log det`` of a sample
-  covariance is biased low, ~``K^2 / 2M``), blind to non-Gaussian structure; standard
-  error by the delete-a-group jackknife over members.
+  :math:`\Sigma_S`; consistent, biased low for finite ``M`` (``log det(I + S)`` is concave
+  in the sample covariance ``S``; the bias is at most of order ``K^2 / M``), blind to
+  non-Gaussian structure; standard error by the delete-a-group jackknife over members.
 - ``pce``: prior contrastive estimation (Foster et al. 2020, "A unified stochastic gradient
   approach to designing Bayesian-optimal experiments"): draw ``y_m = x_m + \varepsilon_m``
   and contrast :math:`\log p(y_m \mid x_m)` with

@@ -26,7 +26,8 @@ Criteria, each a score per candidate, the largest picked:
   (``estimator="gaussian"``) or its PCE estimate from the re-conditioned members
   (``"pce"``), re-conditioning after each pick. By the chain rule the gains of the picks
   add up to the batch's :math:`\mathrm{EIG}(S)`, so this is greedy D-optimal design
-  (within ``1 - 1/e`` of the best batch: the Gaussian EIG is submodular). With one noise
+  (within ``1 - 1/e`` of the best batch: the Gaussian EIG is monotone submodular;
+  Krause, Singh & Guestrin 2008). With one noise
   level for every candidate the Gaussian ``eig`` and ``greedy`` pick the same readings.
 - ``random``: uniform without replacement (the baseline).
 """
