@@ -315,3 +315,13 @@ def test_two_variables_the_less_noisy_one_is_read_first():
         assert float(proposed.value.sum()) == pytest.approx(proposed.eig["exact"][0], rel=1e-6)
     with pytest.raises(ValueError, match="no value for candidate variable"):
         suggest_sensors(prior, obs, 1, "eig", exact=True, noise_std={"a": 0.1})
+
+
+def test_plot_design_maps_the_criterion_in_1d(tmp_path):
+    prior, _, obs = gaussian_case(ndim=1, sensors=4)
+    proposed = suggest_sensors(prior, obs, 3, "eig", exact=True)
+    assert np.isfinite(proposed.scores.numpy()).all() and len(proposed.scores) == 28
+    from sciml_diffusion.inverse.design import plot_design
+
+    plot_design(proposed, obs, path=tmp_path / "design.png")
+    assert (tmp_path / "design.png").stat().st_size > 0

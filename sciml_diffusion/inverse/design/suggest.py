@@ -130,7 +130,8 @@ def suggest_sensors(
     std = _candidate_std(pool, observations, noise_std)
     if criterion in ("eig", "greedy") and not (std > 0).all():
         raise ValueError(
-            f"the {criterion} criterion needs a positive sensor noise std; pass noise_std="
+            f"the {criterion} criterion needs a positive sensor noise std; pass noise_std= "
+            "(--noise-std), e.g. 1% of the field's spread"
         )
     _check_ensemble_size(criterion, k, members, ensemble, exact)
     seed = _seed(generator)
