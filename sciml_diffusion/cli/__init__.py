@@ -29,6 +29,7 @@ GROUPS = (
     "evaluate",
     "inverse",
     "demo",
+    "design",
 )
 
 
