@@ -150,13 +150,7 @@ class GRFNoise(NoiseProcess):
         return self.field.apply_covariance(x, grid, power)
 
     def variance(self, grid):
-        # mean of diag(T S T^T) = |T S^{1/2}|_F^2 / N; node values are exact on any grid, so a
-        # coarser grid of the same domain gives (nearly) the same mean for large grids
-        side = max(3, int(1024 ** (1 / grid.ndim)))
-        if grid.size > 1024 and grid.is_uniform:
-            grid = grid.with_shape([min(n, side) for n in grid.shape])
-        eye = torch.eye(grid.size, dtype=torch.float64).reshape(grid.size, *grid.shape)
-        return float(self.field.apply_sqrt(eye, grid).pow(2).sum() / grid.size)
+        return self.field.mean_variance(grid)
 
     def to_dict(self):
         return {"kind": "grf", **self.field.to_dict()}
