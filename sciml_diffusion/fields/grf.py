@@ -358,7 +358,10 @@ def _outside_box_integral(half_widths: Sequence[float], c: float, alpha: float) 
     inside = 0.0
     if rest:
         inside, _ = integrate.quad(
-            lambda k: _outside_box_integral(rest, c + k * k, alpha), 0, b, epsabs=0,
+            lambda k: _outside_box_integral(rest, c + k * k, alpha),
+            0,
+            b,
+            epsabs=0,
             epsrel=1e-8,
         )
     return 2 * (beyond + inside)

@@ -3,7 +3,7 @@ import torch
 
 from sciml_diffusion.diffusion import GRFNoise, WhiteNoise, as_sigmas, edm_sigmas, noise_from_dict
 from sciml_diffusion.diffusion.noise import randn
-from sciml_diffusion.fields import GaussianRandomField, Grid
+from sciml_diffusion.fields import Grid
 
 
 @pytest.mark.parametrize("periodic", [True, False])

@@ -198,11 +198,11 @@ def test_covariance_powers_match_the_sample_covariance(boundary):
     inverse = power(-1.0)
     torch.testing.assert_close(inverse, inverse.T, atol=1e-9 * inverse.abs().max(), rtol=0)
     torch.testing.assert_close(cov @ inverse, projector, atol=1e-9, rtol=0)
-    torch.testing.assert_close(power(-2.0), inverse @ inverse, atol=1e-9 * inverse.max() ** 2,
-                               rtol=0)
+    torch.testing.assert_close(
+        power(-2.0), inverse @ inverse, atol=1e-9 * inverse.max() ** 2, rtol=0
+    )
     whiten = dense(lambda x: grf.apply_inverse_sqrt(x, grid), grid)
-    torch.testing.assert_close(whiten.T @ whiten, inverse, atol=1e-9 * inverse.abs().max(),
-                               rtol=0)
+    torch.testing.assert_close(whiten.T @ whiten, inverse, atol=1e-9 * inverse.abs().max(), rtol=0)
     torch.testing.assert_close(torch.diag(cov).reshape(shape), grf.node_variance(grid))
     assert grf.mean_variance(grid) == pytest.approx(float(torch.diag(cov).mean()), rel=1e-12)
     if "neumann" in boundary:
