@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -61,16 +62,20 @@ class TrainConfig:
         GRF noise covariance ``(-Laplacian + tau^2)^(-alpha)``, scaled to unit node
         variance on the training grid; ``noise_alpha`` defaults to ``d/2 + 0.5``.
     p_mean, p_std : float
-        Log-normal training noise levels.
+        Log-normal training noise levels, :math:`\\ln\\sigma \\sim N(P_{mean}, P_{std}^2)`.
+        ``p_mean`` defaults to EDM's -1.2 (chosen for data of std 0.5) moved to the data's
+        scale, :math:`-1.2 + \\ln(\\sigma_{data} / 0.5)`: -0.51 for unit-variance data.
     steps, batch_size, lr, weight_decay, warmup, grad_clip, ema_decay
         Optimisation.
     resolution : int, optional
         Resample the data onto a regular grid of this many nodes per axis first.
     subsample : list of int
-        Strides drawn uniformly per step (multi-resolution training); ``[1]`` is off.
+        Strides drawn uniformly per step (multi-resolution training); ``[1]`` is off. A
+        stride must keep the domain: divide ``n - 1`` on bounded axes and ``n`` on periodic
+        ones (e.g. 129 or 65 bounded nodes for strides 1 and 2).
     val_fraction, val_every, val_samples
         Held-out fraction of the samples, how often and on how many the EMA model's
-        validation loss is computed.
+        validation loss is computed. The normaliser is fitted on the training samples only.
     checkpoint_every : int
         Steps between checkpoints (and at the end).
     seed : int
@@ -88,7 +93,7 @@ class TrainConfig:
     noise: str = "grf"
     noise_alpha: float | None = None
     noise_tau: float = 20.0
-    p_mean: float = -1.2
+    p_mean: float | None = None
     p_std: float = 1.2
     steps: int = 2000
     batch_size: int = 16
@@ -180,10 +185,11 @@ class _Run:
         self.device = _device(config.device)
         previous = _check_run_dir(out, config, resume)
         variables = config.variables or list(dataset.variables)
+        train_idx, val_idx = _split(len(dataset), config)
         normalizer = (
             Normalizer.load(out / NORMALIZER_FILE)
             if previous
-            else Normalizer.fit(dataset, variables)
+            else _fit_normalizer(dataset, variables, train_idx)
         )
         x, mask, grid = _prepare(dataset, variables, normalizer, config)
         if previous and Grid.from_dict(previous["grid"]) != grid:
@@ -191,13 +197,15 @@ class _Run:
                 f"the data's grid {grid} differs from the run's training grid "
                 f"{Grid.from_dict(previous['grid'])}; resume with the same data"
             )
-        train_idx, val_idx = _split(x.shape[0], config)
+        for stride in config.subsample:
+            _check_stride(grid, int(stride))
         self.x, self.mask, self.grid = x.to(self.device), mask.to(self.device), grid
         self.train_idx, self.val_idx = train_idx, val_idx
         self.normalizer = normalizer
         sigma_data = _sigma_data(x[train_idx], mask[train_idx])
         self.run_config = previous or _run_config(config, variables, grid, sigma_data, x.shape[1])
         self.noise = _noise(self.run_config)
+        self.p_mean = _p_mean(config, self.run_config["sigma_data"])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.model = build_denoiser(self.run_config).to(self.device)
@@ -256,7 +264,7 @@ class _Run:
                 grid,
                 generator=self.generator,
                 mask=mask,
-                p_mean=config.p_mean,
+                p_mean=self.p_mean,
                 p_std=config.p_std,
             )
         self._check_finite(loss, "loss")
@@ -303,7 +311,7 @@ class _Run:
                 self.grid,
                 generator=generator,
                 mask=self.mask[chunk],
-                p_mean=self.config.p_mean,
+                p_mean=self.p_mean,
                 p_std=self.config.p_std,
             )
             total, count = total + float(loss) * len(chunk), count + len(chunk)
@@ -412,6 +420,20 @@ def _prepare(dataset: FieldDataset, variables, normalizer: Normalizer, config: T
     return x.float(), mask, grid
 
 
+def _fit_normalizer(dataset: FieldDataset, variables, train_idx: torch.Tensor) -> Normalizer:
+    """Per-variable statistics of the training samples (never the validation ones)."""
+    if "sample" in dataset.xarray.dims:
+        dataset = dataset.isel(sample=train_idx.sort().values.numpy())
+    return Normalizer.fit(dataset, variables)
+
+
+def _p_mean(config: TrainConfig, sigma_data: float) -> float:
+    """``config.p_mean``, or EDM's -1.2 (for sigma_data = 0.5) scaled to ``sigma_data``."""
+    if config.p_mean is not None:
+        return float(config.p_mean)
+    return -1.2 + math.log(sigma_data / 0.5)
+
+
 def _split(n: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
     n_val = int(round(config.val_fraction * n)) if n > 1 else 0
@@ -454,11 +476,40 @@ def _noise(run_config: dict) -> NoiseProcess:
     return noise_from_dict(run_config["noise"])
 
 
+def _check_stride(grid: Grid, stride: int) -> None:
+    """Refuse a stride whose every-``stride``-th node grid covers another domain.
+
+    A bounded axis of ``n`` nodes keeps both ends only if ``stride`` divides ``n - 1``; a
+    periodic axis keeps its period only if ``stride`` divides ``n``.
+    """
+    if stride == 1:
+        return
+    if any(n < 2 * stride for n in grid.shape):
+        raise ValueError(f"stride {stride} leaves fewer than 2 nodes on the grid {grid}")
+    for axis, (name, n, periodic) in enumerate(zip(grid.axes, grid.shape, grid.periodic)):
+        intervals = n if periodic else n - 1
+        if intervals % stride == 0:
+            continue
+        kept = grid.coords[axis][::stride]
+        low, high = grid.bounds[axis]
+        if periodic:
+            what = f"gives a period of {len(kept) * stride * grid.spacing[axis]:.4g}"
+        else:
+            what = f"ends the grid at {kept[-1]:.4g}"
+        kind = "n" if periodic else "n - 1"
+        raise ValueError(
+            f"subsample stride {stride} changes the domain of axis {name!r}: keeping one in "
+            f"{stride} of its {n} {'periodic' if periodic else 'bounded'} nodes {what} "
+            f"instead of {high - low if periodic else high:.4g}; use strides dividing "
+            f"{intervals} ({kind}), or a training resolution with {kind} divisible by "
+            f"{stride} (e.g. {n + (-intervals) % stride} nodes)"
+        )
+
+
 def _subsample(x, mask, grid: Grid, stride: int):
     if stride == 1:
         return x, mask, grid
-    if any(n < 2 * stride for n in grid.shape):
-        raise ValueError(f"stride {stride} leaves fewer than 2 nodes on the grid {grid}")
+    _check_stride(grid, stride)
     index = (Ellipsis, *[slice(None, None, stride)] * grid.ndim)
     sub = Grid(
         [c[::stride] for c in grid.coords],

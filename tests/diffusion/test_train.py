@@ -164,3 +164,50 @@ def test_prior_bad_inputs(field_data, tiny, tmp_path):
     (out / "config.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="not a sciml_diffusion prior config"):
         Prior.load(out)
+
+
+@pytest.mark.parametrize(
+    ("shape", "periodic", "stride", "ok"),
+    [
+        (17, False, 2, True),
+        (16, False, 2, False),
+        (16, True, 2, True),
+        (15, True, 2, False),
+        (13, False, 3, True),
+        (13, False, 5, False),
+    ],
+)
+def test_subsample_strides_that_change_the_domain_are_refused(shape, periodic, stride, ok):
+    grid = Grid.regular((shape, shape), periodic=periodic)
+    x = torch.randn(2, 1, shape, shape)
+    data = FieldDataset.from_tensor(x, variables=["a"], grid=grid)
+    config = dict(steps=1, width=4, n_layers=1, n_modes=2, device="cpu", subsample=[1, stride])
+    if not ok:
+        with pytest.raises(ValueError, match=f"stride {stride} changes the domain"):
+            train_prior(data, config, progress=False)
+        return
+    _, _, sub = train_module._subsample(x, torch.ones_like(x, dtype=bool), grid, stride)
+    assert sub.same_domain(grid)
+
+
+def test_normalizer_is_fitted_on_the_training_split_only(tiny, tmp_path):
+    grid = Grid.regular(8, periodic=True)
+    x = torch.randn(20, 1, 8, generator=torch.Generator().manual_seed(0))
+    _, val_idx = train_module._split(20, train_module.TrainConfig(val_fraction=0.25))
+    x[val_idx] += 1000.0  # validation samples far away: they must not move the statistics
+    data = FieldDataset.from_tensor(x, variables=["a"], grid=grid)
+    prior = train_prior(data, {**tiny, "steps": 1, "val_fraction": 0.25}, progress=False)
+    train = np.delete(x.numpy(), val_idx.numpy(), axis=0)
+    assert prior.normalizer.mean[0] == pytest.approx(float(train.mean()), rel=1e-5)
+    assert prior.normalizer.std[0] == pytest.approx(float(train.std()), rel=1e-5)
+
+
+def test_p_mean_default_follows_the_data_scale(field_data, tiny):
+    run = train_module._Run(field_data, train_module._as_config(tiny), None, False)
+    sigma_data = run.run_config["sigma_data"]
+    assert run.p_mean == pytest.approx(-1.2 + np.log(sigma_data / 0.5))
+    assert -0.6 < run.p_mean < -0.4  # normalised data: sigma_data is close to 1
+    explicit = train_module._Run(
+        field_data, train_module._as_config({**tiny, "p_mean": -1.2}), None, False
+    )
+    assert explicit.p_mean == -1.2
