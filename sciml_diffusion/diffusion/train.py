@@ -21,8 +21,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from sciml_diffusion.diffusion.boundary import boundary_mask
 from sciml_diffusion.diffusion.loss import edm_loss
-from sciml_diffusion.diffusion.noise import GRFNoise, NoiseProcess, WhiteNoise
+from sciml_diffusion.diffusion.noise import (
+    GRFNoise,
+    NoiseProcess,
+    StationaryGRFNoise,
+    WhiteNoise,
+)
 from sciml_diffusion.diffusion.prior import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -61,6 +67,15 @@ class TrainConfig:
     noise_alpha, noise_tau : float
         GRF noise covariance ``(-Laplacian + tau^2)^(-alpha)``, scaled to unit node
         variance on the training grid; ``noise_alpha`` defaults to ``d/2 + 0.5``.
+    noise_boundary : str, optional
+        GRF noise along bounded axes: ``"stationary"`` (a periodic field on a doubled box,
+        cropped: the same variance at every node, :class:`StationaryGRFNoise`) or
+        ``"neumann"`` (cosine modes: 2x the variance on edges, 4x in corners). Default
+        ``"stationary"``; periodic axes are always periodic.
+    dirichlet : dict, optional
+        ``{variable: value}``: variables fixed to ``value`` (physical units) on the boundary
+        nodes of the bounded axes; the denoiser outputs the value there in training and
+        sampling. The data must hold it (checked).
     p_mean, p_std : float
         Log-normal training noise levels, :math:`\\ln\\sigma \\sim N(P_{mean}, P_{std}^2)`.
         ``p_mean`` defaults to EDM's -1.2 (chosen for data of std 0.5) moved to the data's
@@ -93,6 +108,8 @@ class TrainConfig:
     noise: str = "grf"
     noise_alpha: float | None = None
     noise_tau: float = 20.0
+    noise_boundary: str | None = None
+    dirichlet: dict[str, float] | None = None
     p_mean: float | None = None
     p_std: float = 1.2
     steps: int = 2000
@@ -123,6 +140,10 @@ class TrainConfig:
     def validate(self) -> None:
         if self.noise not in ("grf", "white"):
             raise ValueError(f"noise must be 'grf' or 'white', got {self.noise!r}")
+        if self.noise_boundary not in (None, "stationary", "neumann"):
+            raise ValueError(
+                f"noise_boundary must be 'stationary' or 'neumann', got {self.noise_boundary!r}"
+            )
         for name in ("width", "n_layers", "n_modes", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -203,7 +224,14 @@ class _Run:
         self.train_idx, self.val_idx = train_idx, val_idx
         self.normalizer = normalizer
         sigma_data = _sigma_data(x[train_idx], mask[train_idx])
-        self.run_config = previous or _run_config(config, variables, grid, sigma_data, x.shape[1])
+        self.run_config = previous or _run_config(
+            config,
+            variables,
+            grid,
+            sigma_data,
+            x.shape[1],
+            _pinned(config, variables, x, mask, grid, normalizer),
+        )
         self.noise = _noise(self.run_config)
         self.p_mean = _p_mean(config, self.run_config["sigma_data"])
         with torch.random.fork_rng(devices=[]):
@@ -446,12 +474,8 @@ def _sigma_data(x: torch.Tensor, mask: torch.Tensor) -> float:
     return float(values.std()) if values.numel() > 1 else 1.0
 
 
-def _run_config(config, variables, grid: Grid, sigma_data: float, channels: int) -> dict:
-    if config.noise == "grf":
-        alpha = config.noise_alpha if config.noise_alpha is not None else grid.ndim / 2 + 0.5
-        noise: NoiseProcess = GRFNoise.unit_variance(grid, alpha, config.noise_tau)
-    else:
-        noise = WhiteNoise()
+def _run_config(config, variables, grid: Grid, sigma_data: float, channels: int, pinned) -> dict:
+    noise = _training_noise(config, grid)
     return {
         "format": FORMAT,
         "variables": list(variables),
@@ -465,9 +489,45 @@ def _run_config(config, variables, grid: Grid, sigma_data: float, channels: int)
             "n_layers": config.n_layers,
             "cond_channels": 0,
             "domain": [list(b) for b in grid.bounds],
+            "pinned": pinned,
         },
         "train": asdict(config),
     }
+
+
+def _training_noise(config: TrainConfig, grid: Grid) -> NoiseProcess:
+    """The noise process of a new run, at unit node variance on the training grid."""
+    if config.noise == "white":
+        return WhiteNoise()
+    alpha = config.noise_alpha if config.noise_alpha is not None else grid.ndim / 2 + 0.5
+    if all(grid.periodic) or (config.noise_boundary or "stationary") == "neumann":
+        return GRFNoise.unit_variance(grid, alpha, config.noise_tau)
+    return StationaryGRFNoise.unit_variance(grid, alpha, config.noise_tau)
+
+
+def _pinned(config: TrainConfig, variables, x, mask, grid: Grid, normalizer) -> list:
+    """``[(channel, normalised value)]`` of the Dirichlet variables, checked on the data."""
+    if not config.dirichlet:
+        return []
+    if all(grid.periodic):
+        raise ValueError("dirichlet variables need a bounded axis; every axis is periodic")
+    where = boundary_mask(grid.shape, grid.periodic)
+    out = []
+    for name, value in config.dirichlet.items():
+        if name not in variables:
+            raise ValueError(f"dirichlet variable {name!r} is not trained; have {variables}")
+        c = list(variables).index(name)
+        normalized = (float(value) - normalizer.mean[c]) / normalizer.std[c]
+        edge = x[:, c][:, where][mask[:, min(c, mask.shape[1] - 1)][:, where]]
+        worst = float((edge - normalized).abs().max()) if edge.numel() else 0.0
+        if worst > 1e-4:
+            raise ValueError(
+                f"variable {name!r} is declared dirichlet with value {value}, but its boundary "
+                f"values in the data differ by up to {worst * normalizer.std[c]:.3g}; fix the "
+                "value or drop the declaration"
+            )
+        out.append([c, normalized])
+    return out
 
 
 def _noise(run_config: dict) -> NoiseProcess:
