@@ -1,6 +1,6 @@
 r"""Noise processes for the forward diffusion :math:`x_\sigma = x + \sigma n`.
 
-Two processes share one interface:
+Three processes share one interface:
 
 - :class:`WhiteNoise`: :math:`n \sim \mathcal N(0, I)` independently at every node, the
   classic (finite-dimensional) diffusion model of Karras et al. (2022, EDM).
@@ -8,8 +8,14 @@ Two processes share one interface:
   Gaussian random field :math:`\sigma^2(-\Delta + \tau^2)^{-\alpha}` evaluated at the grid
   nodes (:class:`~sciml_diffusion.fields.GaussianRandomField`). Because the node values of
   the field are exact on any grid, the forward process, hence the learned score, is the same
-  on every grid of the domain: the model lives in function space (Lim et al. 2023,
-  "Score-based diffusion models in function space"; Yao et al. 2025, FunDPS).
+  on every grid of the domain: the noise lives in function space (Lim et al. 2023,
+  "Score-based diffusion models in function space"; Yao et al. 2025, FunDPS). The
+  theory's guarantees further need the data in the noise's Cameron–Martin space, which
+  rough data (a two-phase Darcy permeability) are not: see ``docs/priors.md``.
+- :class:`StationaryGRFNoise`: the same field, periodic on a box of twice the domain's
+  length along bounded axes and cropped, so its covariance depends on :math:`x - y` only
+  and every node has the same variance (the Neumann :class:`GRFNoise` has 2x on edges,
+  4x in corners).
 
 With covariance :math:`C` the probability-flow ODE is :math:`dx/d\sigma = (x - D(x,\sigma))/\sigma`
 for either process (Tweedie: :math:`D = x + \sigma^2 C \nabla \log p_\sigma`), so the
