@@ -244,3 +244,15 @@ def test_masked_periodic_data_resample_without_ringing(n, tiny):
         assert kept[::2, ::2][valid(grid)].all()
     else:
         assert kept.sum() > 0.98 * valid(target).sum()
+
+
+@pytest.mark.parametrize(
+    ("periodic", "boundary", "kind"),
+    [(False, None, "grf_stationary"), (False, "neumann", "grf"), (True, None, "grf")],
+)
+def test_training_noise_on_bounded_and_periodic_grids(periodic, boundary, kind):
+    grid = Grid.regular((9, 9), periodic=periodic)
+    config = train_module.TrainConfig(noise_boundary=boundary)
+    noise = train_module._training_noise(config, grid)
+    assert noise.to_dict()["kind"] == kind
+    assert noise.variance(grid) == pytest.approx(1.0, rel=1e-9)
