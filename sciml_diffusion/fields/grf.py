@@ -41,6 +41,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from scipy import integrate, special
 
@@ -350,11 +351,17 @@ def _outside_box_integral(half_widths: Sequence[float], c: float, alpha: float) 
     b, rest = half_widths[0], half_widths[1:]
     m = len(rest)
     beta = alpha - m / 2  # the exponent left after integrating out the other axes
-    const = math.pi ** (m / 2) * math.gamma(beta) / math.gamma(alpha)
-    # int_b^inf (k^2 + c)^-beta dk = c^(1/2-beta) B(beta-1/2, 1/2) I_{c/(b^2+c)}(beta-1/2, 1/2) / 2
+    # int_b^inf (k^2 + c)^-beta dk
+    #   = c^(1/2-beta) B(beta-1/2, 1/2) I_{c/(b^2+c)}(beta-1/2, 1/2) / 2,
+    # summed in logs: each factor alone over- or underflows for large alpha
     a = beta - 0.5
-    tail = special.beta(a, 0.5) * special.betainc(a, 0.5, c / (b * b + c)) / 2
-    beyond = const * c ** (0.5 - beta) * tail
+    with np.errstate(divide="ignore"):
+        log_fraction = np.log(special.betainc(a, 0.5, c / (b * b + c)))
+    log_beyond = (
+        (m / 2) * math.log(math.pi) + math.lgamma(beta) - math.lgamma(alpha)
+        + (0.5 - beta) * math.log(c) + special.betaln(a, 0.5) + log_fraction - math.log(2)
+    )  # fmt: skip
+    beyond = float(np.exp(log_beyond))
     inside = 0.0
     if rest:
         inside, _ = integrate.quad(
