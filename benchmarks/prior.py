@@ -4,6 +4,7 @@ One JSON line per measurement::
 
     python benchmarks/prior.py                       # 32^2, 64^2, 128^2 on CPU
     python benchmarks/prior.py --device cuda --resolutions 64 128 256
+    python benchmarks/prior.py --noise-only          # noise draws: Neumann vs stationary
 
 Training: AdamW steps of the EDM loss with GRF noise on random fields (data content does
 not change the cost). Sampling: every sampler at each step count, ``--samples`` members per
@@ -15,6 +16,7 @@ loaded 2-core machine two intra-op threads made these small kernels ~30x slower.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -22,7 +24,14 @@ import time
 
 import torch
 
-from sciml_diffusion.diffusion import SAMPLERS, EDMDenoiser, GRFNoise, edm_loss, edm_sigmas
+from sciml_diffusion.diffusion import (
+    SAMPLERS,
+    EDMDenoiser,
+    GRFNoise,
+    StationaryGRFNoise,
+    edm_loss,
+    edm_sigmas,
+)
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
 from sciml_diffusion.fields import Grid
 
@@ -39,6 +48,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--noise-only", action="store_true", help="only time noise draws")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -53,6 +63,9 @@ def main() -> None:
     for n in args.resolutions:
         grid = Grid.regular((n, n))
         noise = GRFNoise.unit_variance(grid, 1.5, 20.0)
+        _noise_draws(noise, grid, args, common)
+        if args.noise_only:
+            continue
         torch.manual_seed(0)
         backbone = ConditionalFNO(2, (args.modes, args.modes), width=args.width, n_layers=4)
         model = EDMDenoiser(backbone).to(device)
@@ -66,6 +79,23 @@ def main() -> None:
                 record = {"bench": "prior_sample", "resolution": n, "sampler": sampler}
                 record.update(steps=steps, samples=args.samples)
                 print(json.dumps({**record, "s_per_sample": seconds, **common}), flush=True)
+
+
+def _noise_draws(neumann, grid, args, common) -> None:
+    """Seconds per batch of noise draws, Neumann (DCT) and stationary (FFT on the doubled
+    box), and their ratio in the same process."""
+    stationary = StationaryGRFNoise.unit_variance(grid, 1.5, 20.0)
+    shape = (args.batch_size, 2, *grid.shape)
+    generator = torch.Generator().manual_seed(0)
+    seconds = {}
+    for name, noise in (("neumann", neumann), ("stationary", stationary)):
+        draw = functools.partial(noise.sample, shape, grid, generator)
+        times = _timed(draw, args.repeats + 3, "cpu")
+        seconds[name] = statistics.median(times[1:])
+    record = {"bench": "prior_noise_draw", "resolution": grid.shape[0], "batch": list(shape)}
+    record.update({f"{k}_s": v for k, v in seconds.items()})
+    record["stationary_over_neumann"] = seconds["stationary"] / seconds["neumann"]
+    print(json.dumps({**record, **common}), flush=True)
 
 
 def _train_rate(model, noise, grid, batch, repeats, device) -> float:
@@ -106,11 +136,11 @@ def _sample_time(model, noise, grid, sampler, steps, args, device) -> float:
 def _timed(fn, repeats, device) -> list[float]:
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
+        if getattr(device, "type", device) == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
         fn()
-        if device.type == "cuda":
+        if getattr(device, "type", device) == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     return times

@@ -75,6 +75,8 @@ def main() -> None:
         "held_out_2x": _metrics(darcy, test_fine),
         "generated_2x": _metrics(darcy, gen_fine, reference=test_fine),
         "mismatched_pairs": _metrics(darcy, _shuffle_u(test)),
+        "noise": {**prior.noise.to_dict(), **_node_variance(prior)},
+        "p_mean": _p_mean(prior),
         "trained_steps": trained_steps,
         "final_val_loss": _last_val_loss(run),
         "timings_s": timings,
@@ -130,6 +132,27 @@ def _checkpoint_step(run: Path) -> int:
     return int(torch.load(run / "checkpoint.pt", weights_only=True)["step"])
 
 
+def _node_variance(prior: Prior, draws: int = 2000) -> dict:
+    """Sample variance of the training noise at the centre, an edge midpoint and a corner."""
+    grid = prior.grid
+    n = prior.noise.sample((draws, *grid.shape), grid, torch.Generator().manual_seed(0))
+    var = n.double().var(0)
+    c = [s // 2 for s in grid.shape]
+    return {
+        "node_variance_centre": float(var[c[0], c[1]]),
+        "node_variance_edge": float(var[0, c[1]]),
+        "node_variance_corner": float(var[0, 0]),
+        "node_variance_draws": draws,
+    }
+
+
+def _p_mean(prior: Prior) -> float:
+    train = prior.config["train"]
+    if train.get("p_mean") is not None:
+        return float(train["p_mean"])
+    return -1.2 + float(np.log(prior.config["sigma_data"] / 0.5))
+
+
 def _shuffle_u(ds: FieldDataset) -> FieldDataset:
     """Pairs (a_i, u_{i+1}): how large the residual is when a and u do not belong together."""
     x = ds.to_tensor(["a", "u"])
@@ -154,6 +177,7 @@ def _metrics(darcy, ds: FieldDataset, reference: FieldDataset | None = None) -> 
         "a_mean": float(a.mean()),
         "u_mean": float(x[:, 1].mean()),
         "u_std": float(x[:, 1].std()),
+        "u_boundary_max_abs": float(_boundary(x[:, 1]).abs().max()),
     }
     if reference is not None:
         for i, name in enumerate(("a", "u")):
@@ -161,6 +185,11 @@ def _metrics(darcy, ds: FieldDataset, reference: FieldDataset | None = None) -> 
             ref = radial_spectrum(reference.to_tensor(["a", "u"])[:, i].double().numpy())
             out[f"spectrum_log10_error_{name}"] = float(np.mean(np.abs(np.log10(ours / ref))))
     return out
+
+
+def _boundary(u: torch.Tensor) -> torch.Tensor:
+    """The boundary nodes of ``(B, ny, nx)``, flattened per sample."""
+    return torch.cat([u[:, 0], u[:, -1], u[:, 1:-1, 0], u[:, 1:-1, -1]], dim=-1)
 
 
 def radial_spectrum(fields: np.ndarray) -> np.ndarray:

@@ -8,7 +8,13 @@ exact resume, and the :class:`Prior` bundle. See ``docs/priors.md``.
 from sciml_diffusion.diffusion.exact import GaussianDenoiser
 from sciml_diffusion.diffusion.gaussian import GaussianPrior
 from sciml_diffusion.diffusion.loss import edm_loss
-from sciml_diffusion.diffusion.noise import GRFNoise, NoiseProcess, WhiteNoise, noise_from_dict
+from sciml_diffusion.diffusion.noise import (
+    GRFNoise,
+    NoiseProcess,
+    StationaryGRFNoise,
+    WhiteNoise,
+    noise_from_dict,
+)
 from sciml_diffusion.diffusion.precondition import EDMDenoiser, edm_coefficients
 from sciml_diffusion.diffusion.prior import Prior, member_generators
 from sciml_diffusion.diffusion.samplers import (
@@ -31,6 +37,7 @@ __all__ = [
     "NonFiniteLossError",
     "Prior",
     "SAMPLERS",
+    "StationaryGRFNoise",
     "TrainConfig",
     "WhiteNoise",
     "as_sigmas",

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sciml_diffusion.diffusion.boundary import pin_boundary
+
 __all__ = ["EDMDenoiser", "edm_coefficients"]
 
 
@@ -44,24 +46,31 @@ class EDMDenoiser(nn.Module):
         e.g. :class:`~sciml_diffusion.diffusion.backbone.ConditionalFNO`.
     sigma_data : float
         Standard deviation of the normalised training data.
+    pinned : sequence of ``(channel, value)``, optional
+        Channels whose output is set to ``value`` (normalised units) on the boundary nodes
+        of the grid's bounded axes (:mod:`~sciml_diffusion.diffusion.boundary`).
     """
 
-    def __init__(self, backbone: nn.Module, sigma_data: float = 1.0):
+    def __init__(self, backbone: nn.Module, sigma_data: float = 1.0, pinned=None):
         super().__init__()
         if not sigma_data > 0:
             raise ValueError(f"sigma_data must be positive, got {sigma_data}")
         self.backbone = backbone
         self.sigma_data = float(sigma_data)
+        self.pinned = [(int(c), float(v)) for c, v in (pinned or [])]
 
     def forward(self, x: torch.Tensor, sigma, cond=None, grid=None) -> torch.Tensor:
         """Denoise ``x`` of shape ``(B, C, *spatial)`` at levels ``sigma`` (scalar or ``(B,)``).
 
         ``cond`` ``(B, C_cond, *spatial)`` are extra conditioning channels; ``grid`` the
-        :class:`~sciml_diffusion.fields.Grid` of the spatial dims (positional embedding).
+        :class:`~sciml_diffusion.fields.Grid` of the spatial dims (positional embedding;
+        without it, pinned channels treat every axis as bounded).
         """
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma.reshape(-1)
         shaped = sigma.reshape(-1, *([1] * (x.ndim - 1)))
         c_skip, c_out, c_in, c_noise = edm_coefficients(shaped, self.sigma_data)
         out = self.backbone(c_in * x, c_noise.reshape(-1), cond=cond, grid=grid)
-        return c_skip * x + c_out * out.to(torch.float32)
+        denoised = c_skip * x + c_out * out.to(torch.float32)
+        periodic = grid.periodic if grid is not None else (False,) * (x.ndim - 2)
+        return pin_boundary(denoised, self.pinned, periodic)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
-from sciml_diffusion.diffusion.noise import NoiseProcess, noise_from_dict, randn
+from sciml_diffusion.diffusion.noise import NoiseProcess, noise_from_dict
 from sciml_diffusion.diffusion.precondition import EDMDenoiser
 from sciml_diffusion.diffusion.samplers import SAMPLERS
 from sciml_diffusion.diffusion.schedules import as_sigmas, edm_sigmas
@@ -59,7 +59,7 @@ def build_denoiser(run_config: dict) -> EDMDenoiser:
         cond_channels=model.get("cond_channels", 0),
         domain=model.get("domain"),
     )
-    return EDMDenoiser(backbone, sigma_data=run_config["sigma_data"])
+    return EDMDenoiser(backbone, sigma_data=run_config["sigma_data"], pinned=model.get("pinned"))
 
 
 def member_generators(seed: int, n: int, device="cpu") -> list[torch.Generator]:
@@ -241,7 +241,7 @@ class Prior:
             as_sigmas(sigmas) if sigmas is not None else edm_sigmas(steps, sigma_min, sigma_max)
         )
         shape = (n, len(self.variables), *grid.shape)
-        x = levels[0].item() * self.noise.apply_sqrt(randn(shape, generator), grid)
+        x = levels[0].item() * self.noise.sample(shape, grid, generator)
         x = x.to(self.device)
 
         def denoiser(x, sigma):

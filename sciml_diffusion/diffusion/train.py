@@ -13,15 +13,25 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
+import scipy.sparse.linalg  # noqa: F401  (makes sparse.linalg available)
 import torch
+from scipy import sparse
 from tqdm.auto import tqdm
 
+from sciml_diffusion.diffusion.boundary import boundary_mask
 from sciml_diffusion.diffusion.loss import edm_loss
-from sciml_diffusion.diffusion.noise import GRFNoise, NoiseProcess, WhiteNoise
+from sciml_diffusion.diffusion.noise import (
+    GRFNoise,
+    NoiseProcess,
+    StationaryGRFNoise,
+    WhiteNoise,
+)
 from sciml_diffusion.diffusion.prior import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -64,18 +74,31 @@ class TrainConfig:
     noise_alpha, noise_tau : float
         GRF noise covariance ``(-Laplacian + tau^2)^(-alpha)``, scaled to unit node
         variance on the training grid; ``noise_alpha`` defaults to ``d/2 + 0.5``.
+    noise_boundary : str, optional
+        GRF noise along bounded axes: ``"stationary"`` (a periodic field on a doubled box,
+        cropped: the same variance at every node, :class:`StationaryGRFNoise`) or
+        ``"neumann"`` (cosine modes: 2x the variance on edges, 4x in corners). Default
+        ``"stationary"``; periodic axes are always periodic.
+    dirichlet : dict, optional
+        ``{variable: value}``: variables fixed to ``value`` (physical units) on the boundary
+        nodes of the bounded axes; the denoiser outputs the value there in training and
+        sampling. The data must hold it (checked).
     p_mean, p_std : float
-        Log-normal training noise levels.
+        Log-normal training noise levels, :math:`\\ln\\sigma \\sim N(P_{mean}, P_{std}^2)`.
+        ``p_mean`` defaults to EDM's -1.2 (chosen for data of std 0.5) moved to the data's
+        scale, :math:`-1.2 + \\ln(\\sigma_{data} / 0.5)`: -0.51 for unit-variance data.
     steps, batch_size, lr, weight_decay, warmup, grad_clip, ema_decay
         Optimisation.
     resolution : int or list of int, optional
         Resample the data onto a regular grid of this many nodes per axis (an int for
         every axis, or one per axis) first.
     subsample : list of int
-        Strides drawn uniformly per step (multi-resolution training); ``[1]`` is off.
+        Strides drawn uniformly per step (multi-resolution training); ``[1]`` is off. A
+        stride must keep the domain: divide ``n - 1`` on bounded axes and ``n`` on periodic
+        ones (e.g. 129 or 65 bounded nodes for strides 1 and 2).
     val_fraction, val_every, val_samples
         Held-out fraction of the samples, how often and on how many the EMA model's
-        validation loss is computed.
+        validation loss is computed. The normaliser is fitted on the training samples only.
     checkpoint_every : int
         Steps between checkpoints (and at the end).
     seed : int
@@ -93,7 +116,9 @@ class TrainConfig:
     noise: str = "grf"
     noise_alpha: float | None = None
     noise_tau: float = 20.0
-    p_mean: float = -1.2
+    noise_boundary: str | None = None
+    dirichlet: dict[str, float] | None = None
+    p_mean: float | None = None
     p_std: float = 1.2
     steps: int = 2000
     batch_size: int = 16
@@ -129,6 +154,10 @@ class TrainConfig:
         self._check_types()
         if self.noise not in ("grf", "white"):
             raise ValueError(f"noise must be 'grf' or 'white', got {self.noise!r}")
+        if self.noise_boundary not in (None, "stationary", "neumann"):
+            raise ValueError(
+                f"noise_boundary must be 'stationary' or 'neumann', got {self.noise_boundary!r}"
+            )
         positive = ("width", "n_layers", "n_modes", "steps", "batch_size")
         for name in (*positive, "checkpoint_every", "val_every", "val_samples"):
             if getattr(self, name) < 1:
@@ -149,7 +178,7 @@ class TrainConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             default = f.default_factory() if callable(f.default_factory) else f.default
-            if value is None and f.name in ("variables", "noise_alpha", "resolution"):
+            if value is None and default is None:
                 continue
             if f.name == "variables" or f.name == "subsample":
                 kind = str if f.name == "variables" else int
@@ -160,7 +189,15 @@ class TrainConfig:
             elif f.name == "resolution":
                 ok = _is_int(value) or (isinstance(value, list) and all(map(_is_int, value)))
                 expected = "an int or a list of ints"
-            elif f.name == "noise_alpha" or isinstance(default, float):
+            elif f.name == "noise_boundary":
+                ok, expected = isinstance(value, str), "a string"
+            elif f.name == "dirichlet":
+                ok = isinstance(value, dict) and all(
+                    isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                    for k, v in value.items()
+                )
+                expected = "an object of variable: number"
+            elif f.name in ("noise_alpha", "p_mean") or isinstance(default, float):
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool)
                 expected = "a number"
             else:
@@ -232,10 +269,11 @@ class _Run:
         self.device = _device(config.device)
         previous = _check_run_dir(out, config, resume)
         variables = config.variables or list(dataset.variables)
+        train_idx, val_idx = _split(len(dataset), config)
         normalizer = (
             Normalizer.load(out / NORMALIZER_FILE)
             if previous
-            else Normalizer.fit(dataset, variables)
+            else _fit_normalizer(dataset, variables, train_idx)
         )
         x, mask, grid = _prepare(dataset, variables, normalizer, config)
         if previous and Grid.from_dict(previous["grid"]) != grid:
@@ -243,13 +281,22 @@ class _Run:
                 f"the data's grid {grid} differs from the run's training grid "
                 f"{Grid.from_dict(previous['grid'])}; resume with the same data"
             )
-        train_idx, val_idx = _split(x.shape[0], config)
+        for stride in config.subsample:
+            _check_stride(grid, int(stride))
         self.x, self.mask, self.grid = x.to(self.device), mask.to(self.device), grid
         self.train_idx, self.val_idx = train_idx, val_idx
         self.normalizer = normalizer
         sigma_data = _sigma_data(x[train_idx], mask[train_idx])
-        self.run_config = previous or _run_config(config, variables, grid, sigma_data, x.shape[1])
+        self.run_config = previous or _run_config(
+            config,
+            variables,
+            grid,
+            sigma_data,
+            x.shape[1],
+            _pinned(config, variables, x, mask, grid, normalizer),
+        )
         self.noise = _noise(self.run_config)
+        self.p_mean = _p_mean(config, self.run_config["sigma_data"])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.model = build_denoiser(self.run_config).to(self.device)
@@ -314,7 +361,7 @@ class _Run:
                 grid,
                 generator=self.generator,
                 mask=mask,
-                p_mean=config.p_mean,
+                p_mean=self.p_mean,
                 p_std=config.p_std,
             )
         self._check_finite(loss, "loss")
@@ -361,7 +408,7 @@ class _Run:
                 self.grid,
                 generator=generator,
                 mask=self.mask[chunk],
-                p_mean=self.config.p_mean,
+                p_mean=self.p_mean,
                 p_std=self.config.p_std,
             )
             total, count = total + float(loss) * len(chunk), count + len(chunk)
@@ -489,10 +536,94 @@ def _prepare(dataset: FieldDataset, variables, normalizer: Normalizer, config: T
         raise ValueError("the training data contain infinite values; remove or mask them (NaN)")
     if config.resolution is not None and grid.shape != (config.resolution,) * grid.ndim:
         target = grid.with_shape(config.resolution)
-        x = resample(x, grid, target)
-        mask = resample(mask.float(), grid, target) > 0.999
+        mask = mask.expand_as(x)
+        x = resample(_fill_masked(x, mask, grid), grid, target)
+        mask = _resample_mask(mask, grid, target)
         x, grid = torch.where(mask, x, torch.zeros_like(x)), target
     return x.float(), mask, grid
+
+
+def _fill_masked(x: torch.Tensor, mask: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """``x`` with its masked points replaced by the biharmonic fill of the valid ones.
+
+    The fill solves the grid-graph biharmonic equation ``L^2 x = 0`` (``L`` the
+    nearest-neighbour Laplacian, periodic axes wrapping) on the masked points with the valid
+    values as boundary data, so the filled field is smooth across the mask's edge: no jump to
+    0 to ring under spectral resampling, no kink either. One sparse LU per mask pattern.
+    """
+    if bool(mask.all()):
+        return x
+    flat_x = x.reshape(-1, grid.size).double().numpy().copy()
+    flat_m = mask.reshape(-1, grid.size).numpy()
+    laplacian = _grid_laplacian(grid)
+    laplacian = (laplacian @ laplacian).tocsr()
+    patterns, which = np.unique(flat_m, axis=0, return_inverse=True)
+    for p, valid in enumerate(patterns):
+        rows = np.flatnonzero(which.reshape(-1) == p)
+        if valid.all() or not valid.any():
+            continue
+        hole = ~valid
+        block = laplacian[hole][:, hole] + 1e-12 * sparse.identity(int(hole.sum()))
+        solve = sparse.linalg.splu(block.tocsc())
+        rhs = -(laplacian[hole][:, valid] @ flat_x[rows][:, valid].T)
+        flat_x[np.ix_(rows, np.flatnonzero(hole))] = solve.solve(rhs).T
+    return torch.from_numpy(flat_x).to(x.dtype).reshape(x.shape)
+
+
+def _grid_laplacian(grid: Grid):
+    """Sparse graph Laplacian ``(N, N)`` of the grid's nearest-neighbour graph."""
+    eye = [sparse.identity(n, format="csr") for n in grid.shape]
+    total = sparse.csr_matrix((grid.size, grid.size))
+    for axis, (n, periodic) in enumerate(zip(grid.shape, grid.periodic)):
+        step = sparse.diags([np.ones(n - 1)], [1], shape=(n, n), format="lil")
+        if periodic:
+            step[n - 1, 0] = 1.0
+        adjacency = (step + step.T).tocsr()
+        degree = sparse.diags(np.asarray(adjacency.sum(1)).ravel())
+        factors = [*eye[:axis], degree - adjacency, *eye[axis + 1 :]]
+        term = factors[0]
+        for f in factors[1:]:
+            term = sparse.kron(term, f, format="csr")
+        total = total + term
+    return total.tocsr()
+
+
+def _resample_mask(mask: torch.Tensor, source: Grid, target: Grid) -> torch.Tensor:
+    """A target node is valid iff every source node its linear stencil touches is valid.
+
+    A target node on a valid source node is kept; periodic axes wrap around.
+    """
+    out = mask
+    for axis in range(source.ndim):
+        dim = out.ndim - source.ndim + axis
+        c, t, n = source.coords[axis], target.coords[axis], source.shape[axis]
+        h = (c[-1] - c[0]) / (n - 1)
+        pos = (t - c[0]) / h
+        pos = np.mod(pos, n) if source.periodic[axis] else np.clip(pos, 0, n - 1)
+        left = np.floor(pos + 1e-9).astype(np.int64) % n
+        weight = pos - np.floor(pos + 1e-9)
+        right = (left + 1) % n if source.periodic[axis] else np.minimum(left + 1, n - 1)
+        shape = [1] * out.ndim
+        shape[dim] = -1
+        needs_right = torch.as_tensor(np.abs(weight) > 1e-9).reshape(shape)
+        a = out.index_select(dim, torch.as_tensor(left))
+        b = out.index_select(dim, torch.as_tensor(right))
+        out = a & (b | ~needs_right)
+    return out
+
+
+def _fit_normalizer(dataset: FieldDataset, variables, train_idx: torch.Tensor) -> Normalizer:
+    """Per-variable statistics of the training samples (never the validation ones)."""
+    if "sample" in dataset.xarray.dims:
+        dataset = dataset.isel(sample=train_idx.sort().values.numpy())
+    return Normalizer.fit(dataset, variables)
+
+
+def _p_mean(config: TrainConfig, sigma_data: float) -> float:
+    """``config.p_mean``, or EDM's -1.2 (for sigma_data = 0.5) scaled to ``sigma_data``."""
+    if config.p_mean is not None:
+        return float(config.p_mean)
+    return -1.2 + math.log(sigma_data / 0.5)
 
 
 def _split(n: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -507,12 +638,8 @@ def _sigma_data(x: torch.Tensor, mask: torch.Tensor) -> float:
     return float(values.std()) if values.numel() > 1 else 1.0
 
 
-def _run_config(config, variables, grid: Grid, sigma_data: float, channels: int) -> dict:
-    if config.noise == "grf":
-        alpha = config.noise_alpha if config.noise_alpha is not None else grid.ndim / 2 + 0.5
-        noise: NoiseProcess = GRFNoise.unit_variance(grid, alpha, config.noise_tau)
-    else:
-        noise = WhiteNoise()
+def _run_config(config, variables, grid: Grid, sigma_data: float, channels: int, pinned) -> dict:
+    noise = _training_noise(config, grid)
     return {
         "format": FORMAT,
         "variables": list(variables),
@@ -526,9 +653,45 @@ def _run_config(config, variables, grid: Grid, sigma_data: float, channels: int)
             "n_layers": config.n_layers,
             "cond_channels": 0,
             "domain": [list(b) for b in grid.bounds],
+            "pinned": pinned,
         },
         "train": asdict(config),
     }
+
+
+def _training_noise(config: TrainConfig, grid: Grid) -> NoiseProcess:
+    """The noise process of a new run, at unit node variance on the training grid."""
+    if config.noise == "white":
+        return WhiteNoise()
+    alpha = config.noise_alpha if config.noise_alpha is not None else grid.ndim / 2 + 0.5
+    if all(grid.periodic) or (config.noise_boundary or "stationary") == "neumann":
+        return GRFNoise.unit_variance(grid, alpha, config.noise_tau)
+    return StationaryGRFNoise.unit_variance(grid, alpha, config.noise_tau)
+
+
+def _pinned(config: TrainConfig, variables, x, mask, grid: Grid, normalizer) -> list:
+    """``[(channel, normalised value)]`` of the Dirichlet variables, checked on the data."""
+    if not config.dirichlet:
+        return []
+    if all(grid.periodic):
+        raise ValueError("dirichlet variables need a bounded axis; every axis is periodic")
+    where = boundary_mask(grid.shape, grid.periodic)
+    out = []
+    for name, value in config.dirichlet.items():
+        if name not in variables:
+            raise ValueError(f"dirichlet variable {name!r} is not trained; have {variables}")
+        c = list(variables).index(name)
+        normalized = (float(value) - normalizer.mean[c]) / normalizer.std[c]
+        edge = x[:, c][:, where][mask[:, min(c, mask.shape[1] - 1)][:, where]]
+        worst = float((edge - normalized).abs().max()) if edge.numel() else 0.0
+        if worst > 1e-4:
+            raise ValueError(
+                f"variable {name!r} is declared dirichlet with value {value}, but its boundary "
+                f"values in the data differ by up to {worst * normalizer.std[c]:.3g}; fix the "
+                "value or drop the declaration"
+            )
+        out.append([c, normalized])
+    return out
 
 
 def _noise(run_config: dict) -> NoiseProcess:
@@ -537,11 +700,40 @@ def _noise(run_config: dict) -> NoiseProcess:
     return noise_from_dict(run_config["noise"])
 
 
+def _check_stride(grid: Grid, stride: int) -> None:
+    """Refuse a stride whose every-``stride``-th node grid covers another domain.
+
+    A bounded axis of ``n`` nodes keeps both ends only if ``stride`` divides ``n - 1``; a
+    periodic axis keeps its period only if ``stride`` divides ``n``.
+    """
+    if stride == 1:
+        return
+    if any(n < 2 * stride for n in grid.shape):
+        raise ValueError(f"stride {stride} leaves fewer than 2 nodes on the grid {grid}")
+    for axis, (name, n, periodic) in enumerate(zip(grid.axes, grid.shape, grid.periodic)):
+        intervals = n if periodic else n - 1
+        if intervals % stride == 0:
+            continue
+        kept = grid.coords[axis][::stride]
+        low, high = grid.bounds[axis]
+        if periodic:
+            what = f"gives a period of {len(kept) * stride * grid.spacing[axis]:.4g}"
+        else:
+            what = f"ends the grid at {kept[-1]:.4g}"
+        kind = "n" if periodic else "n - 1"
+        raise ValueError(
+            f"subsample stride {stride} changes the domain of axis {name!r}: keeping one in "
+            f"{stride} of its {n} {'periodic' if periodic else 'bounded'} nodes {what} "
+            f"instead of {high - low if periodic else high:.4g}; use strides dividing "
+            f"{intervals} ({kind}), or a training resolution with {kind} divisible by "
+            f"{stride} (e.g. {n + (-intervals) % stride} nodes)"
+        )
+
+
 def _subsample(x, mask, grid: Grid, stride: int):
     if stride == 1:
         return x, mask, grid
-    if any(n < 2 * stride for n in grid.shape):
-        raise ValueError(f"stride {stride} leaves fewer than 2 nodes on the grid {grid}")
+    _check_stride(grid, stride)
     index = (Ellipsis, *[slice(None, None, stride)] * grid.ndim)
     sub = Grid(
         [c[::stride] for c in grid.coords],

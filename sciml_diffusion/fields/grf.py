@@ -19,10 +19,20 @@ with :math:`k_{m + pn} = 2\pi (m + p n)/L` (periodic) or :math:`\pi (m + 2 p M)/
 exact, a field sampled on a fine grid and restricted to the nodes of a coarse grid has the
 coarse grid's covariance: samples are consistent across resolutions.
 
+The images beyond ``|p| <= images`` per axis are not dropped: their sum is replaced by the
+integral of :math:`\lambda` over the wavenumbers outside the box of summed images (the
+midpoint rule on the alias lattice, with an error of second order in the lattice spacing
+over the box size), so the node variance does not drift with the grid's resolution.
+
 Sampling is ``u = T diag(sqrt(s)) xi`` with ``xi ~ N(0, I)`` and ``T`` the synthesis
-transform, applied by FFT in O(N log N); whitening applies the inverse. Compare the dense
-Cholesky factorisation of an N x N covariance used by published function-space diffusion
-code: O(N^3) time and O(N^2) memory.
+transform, applied by FFT in O(N log N). Every synthesis matrix used here is symmetric
+(Hartley, DST-I, and the cosine synthesis ``T_jm = sqrt(2/M) cos(pi j m / M)``), so the node
+covariance is :math:`C = T S T` and its inverse :math:`C^{-1} = T^{-1} S^{-1} T^{-1}`;
+along periodic and Dirichlet axes ``T`` is also orthogonal, so every power is
+:math:`C^p = T S^p T`. The cosine synthesis is not orthogonal (the end nodes weigh half), so
+with a Neumann axis only integer powers have this fast form. Compare the dense Cholesky
+factorisation of an N x N covariance used by published function-space diffusion code:
+O(N^3) time and O(N^2) memory.
 """
 
 from __future__ import annotations
@@ -31,7 +41,9 @@ import itertools
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from scipy import integrate, special
 
 from sciml_diffusion.fields.grid import Grid
 
@@ -154,11 +166,26 @@ class GaussianRandomField:
         for combo in itertools.product(*per_axis):
             k2 = sum(_broadcast(k**2, axis, grid.ndim) for axis, k in enumerate(combo))
             total += self.eigenvalue(k2)
+        total += self._alias_tail(grid, images)
         for axis, (n, h, b) in enumerate(zip(grid.shape, grid.spacing, boundaries)):
             total = total * _broadcast(_axis_weights(n, b) / h, axis, grid.ndim)
         if self.mean_zero:
             total[(0,) * grid.ndim] = 0.0  # the constant mode (0 already for Dirichlet)
         return total
+
+    def _alias_tail(self, grid: Grid, images: int) -> float:
+        r"""Sum of :math:`\lambda` over the alias images outside ``|p_i| <= images``.
+
+        The images of a mode lie on a lattice of spacing :math:`K_i = 2\pi / h_i` (``h`` the
+        node spacing, on periodic and bounded axes alike); the sum over the images
+        outside the box :math:`|k_i| \le (images + 1/2) K_i` is taken as the integral of
+        :math:`\lambda` over that outside region divided by the cell volume
+        :math:`\prod K_i`.
+        """
+        spacing = [2 * math.pi / h for h in grid.spacing]
+        half_widths = [(images + 0.5) * k for k in spacing]
+        outside = _outside_box_integral(half_widths, self.tau**2, self.alpha)
+        return self.sigma**2 * outside / math.prod(spacing)
 
     def _check_alpha(self, grid: Grid) -> None:
         if not self.alpha > grid.ndim / 2:
@@ -190,24 +217,80 @@ class GaussianRandomField:
         return out
 
     def apply_sqrt(self, white: torch.Tensor, grid: Grid) -> torch.Tensor:
-        """``C^{1/2} w``: turn white noise ``(..., *grid.shape)`` into a field sample."""
+        """``L w`` with ``L = T S^{1/2}`` (``L L^T = C``): white noise ``(..., *grid.shape)``
+        to a field sample."""
         _check_shape(white, grid)
         s = self.spectrum(grid, device=white.device, dtype=white.dtype)
         return self.from_modes(white * s.sqrt(), grid)
 
     def apply_inverse_sqrt(self, field: torch.Tensor, grid: Grid) -> torch.Tensor:
-        """``C^{-1/2} u``: whiten a field ``(..., *grid.shape)`` (0 on null modes)."""
+        """``L^{-1} u = S^{-1/2} T^{-1} u``: whiten a field ``(..., *grid.shape)``.
+
+        ``|L^{-1} u|^2 = u^T C^{-1} u``; null modes (``s = 0``) map to 0.
+        """
         _check_shape(field, grid)
         s = self.spectrum(grid, device=field.device, dtype=field.dtype)
-        inv = torch.where(s > 0, s.clamp_min(torch.finfo(s.dtype).tiny).rsqrt(), 0)
-        return self.to_modes(field, grid) * inv
+        return self.to_modes(field, grid) * _power(s, -0.5)
 
     def apply_covariance(self, field: torch.Tensor, grid: Grid, power: float = 1.0):
-        """``C^p u`` in the mode basis (``power=-1`` applies the precision, 0 on null modes)."""
+        """``C^p u`` for the node covariance ``C = T S T`` of the samples.
+
+        Parameters
+        ----------
+        field : torch.Tensor ``(..., *grid.shape)``
+        power : float
+            Any real power along periodic and Dirichlet axes (``T`` orthogonal:
+            ``C^p = T S^p T``); an integer where an axis is Neumann
+            (``C^{-1} = T^{-1} S^{-1} T^{-1}``). Negative powers invert on the live modes
+            only (null modes, ``s = 0``, map to 0).
+        """
         _check_shape(field, grid)
         s = self.spectrum(grid, device=field.device, dtype=field.dtype)
-        scale = torch.where(s > 0, s.clamp_min(torch.finfo(s.dtype).tiny) ** power, 0)
-        return self.from_modes(self.to_modes(field, grid) * scale, grid)
+        if "neumann" not in self.boundaries(grid):
+            return self.from_modes(self.from_modes(field, grid) * _power(s, power), grid)
+        if power != int(power):
+            raise ValueError(
+                f"power {power} of a covariance with a Neumann axis has no fast form (its "
+                "cosine synthesis is not orthogonal); use an integer power, or apply_sqrt / "
+                "apply_inverse_sqrt for a factor L with L L^T = C"
+            )
+        transform = self.from_modes if power > 0 else self.to_modes
+        scale = _power(s, 1.0 if power > 0 else -1.0)
+        out = field
+        for _ in range(abs(int(power))):
+            out = transform(transform(out, grid) * scale, grid)
+        return out
+
+    def node_variance(self, grid: Grid, dtype=torch.float64) -> torch.Tensor:
+        """Variance of every node, ``diag(C)``, shape ``grid.shape``.
+
+        ``diag(T S T)_j = sum_m (T_jm)^2 s_m``: the squared synthesis matrix of each axis is
+        applied to the spectrum (O(N n) for ``n`` nodes per axis).
+        """
+        out = self.spectrum(grid, dtype=torch.float64)
+        for axis, n in enumerate(grid.shape):
+            eye = torch.eye(n, dtype=torch.float64)
+            squared = self._axis_synthesis(eye, axis, grid).pow(2)  # (m, j) = T_jm^2
+            out = torch.tensordot(out, squared, dims=([axis], [0])).movedim(-1, axis)
+        return out.to(dtype)
+
+    def mean_variance(self, grid: Grid) -> float:
+        """Mean node variance ``tr(C) / N`` on ``grid`` itself."""
+        out = self.spectrum(grid, dtype=torch.float64)
+        for axis, n in enumerate(grid.shape):
+            eye = torch.eye(n, dtype=torch.float64)
+            norms = self._axis_synthesis(eye, axis, grid).pow(2).sum(-1)  # sum_j T_jm^2
+            out = out * _broadcast(norms, axis, grid.ndim)
+        return float(out.sum() / grid.size)
+
+    def _axis_synthesis(self, x: torch.Tensor, axis: int, grid: Grid) -> torch.Tensor:
+        """The synthesis transform of one axis applied along the last dim of ``x``."""
+        b, dim = self.boundaries(grid)[axis], x.ndim - 1
+        if b == "periodic":
+            return _hartley(x, dim)
+        if b == "dirichlet":
+            return _dst1(x, dim)
+        return _dct1_synthesis(x, dim)
 
     # ------------------------------------------------------------------ sampling
     def sample(
@@ -245,6 +328,50 @@ def _axis_weights(n: int, boundary: str) -> torch.Tensor:
     elif boundary == "neumann":
         w[0] = w[-1] = 0.5
     return w
+
+
+def _power(s: torch.Tensor, p: float) -> torch.Tensor:
+    """``s^p`` on the live modes (``s > 0``), 0 on null modes."""
+    return torch.where(s > 0, s.clamp_min(torch.finfo(s.dtype).tiny) ** p, 0)
+
+
+def _outside_box_integral(half_widths: Sequence[float], c: float, alpha: float) -> float:
+    r"""``\int (|k|^2 + c)^{-alpha} dk`` over :math:`\mathbb R^d` minus the box
+    :math:`|k_i| \le b_i`.
+
+    Split on the first axis: where :math:`|k_1| > b_1` the other axes integrate in closed
+    form, :math:`\int_{\mathbb R^m} (|k'|^2 + c')^{-\alpha} dk' =
+    \pi^{m/2} \Gamma(\alpha - m/2) / \Gamma(\alpha)\, c'^{m/2 - \alpha}`; where
+    :math:`|k_1| \le b_1` the rest is the same problem in one dimension less, with
+    :math:`c' = c + k_1^2`. The tail in :math:`k_1` is an incomplete beta function; the
+    integral over :math:`|k_1| \\le b_1` is by adaptive quadrature.
+    """
+    if not half_widths:
+        return 0.0
+    b, rest = half_widths[0], half_widths[1:]
+    m = len(rest)
+    beta = alpha - m / 2  # the exponent left after integrating out the other axes
+    # int_b^inf (k^2 + c)^-beta dk
+    #   = c^(1/2-beta) B(beta-1/2, 1/2) I_{c/(b^2+c)}(beta-1/2, 1/2) / 2,
+    # summed in logs: each factor alone over- or underflows for large alpha
+    a = beta - 0.5
+    with np.errstate(divide="ignore"):
+        log_fraction = np.log(special.betainc(a, 0.5, c / (b * b + c)))
+    log_beyond = (
+        (m / 2) * math.log(math.pi) + math.lgamma(beta) - math.lgamma(alpha)
+        + (0.5 - beta) * math.log(c) + special.betaln(a, 0.5) + log_fraction - math.log(2)
+    )  # fmt: skip
+    beyond = float(np.exp(log_beyond))
+    inside = 0.0
+    if rest:
+        inside, _ = integrate.quad(
+            lambda k: _outside_box_integral(rest, c + k * k, alpha),
+            0,
+            b,
+            epsabs=0,
+            epsrel=1e-8,
+        )
+    return 2 * (beyond + inside)
 
 
 def _broadcast(v: torch.Tensor, axis: int, ndim: int) -> torch.Tensor:

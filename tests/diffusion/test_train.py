@@ -164,3 +164,95 @@ def test_prior_bad_inputs(field_data, tiny, tmp_path):
     (out / "config.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="not a sciml_diffusion prior config"):
         Prior.load(out)
+
+
+@pytest.mark.parametrize(
+    ("shape", "periodic", "stride", "ok"),
+    [
+        (17, False, 2, True),
+        (16, False, 2, False),
+        (16, True, 2, True),
+        (15, True, 2, False),
+        (13, False, 3, True),
+        (13, False, 5, False),
+    ],
+)
+def test_subsample_strides_that_change_the_domain_are_refused(shape, periodic, stride, ok):
+    grid = Grid.regular((shape, shape), periodic=periodic)
+    x = torch.randn(2, 1, shape, shape)
+    data = FieldDataset.from_tensor(x, variables=["a"], grid=grid)
+    config = dict(steps=1, width=4, n_layers=1, n_modes=2, device="cpu", subsample=[1, stride])
+    if not ok:
+        with pytest.raises(ValueError, match=f"stride {stride} changes the domain"):
+            train_prior(data, config, progress=False)
+        return
+    _, _, sub = train_module._subsample(x, torch.ones_like(x, dtype=bool), grid, stride)
+    assert sub.same_domain(grid)
+
+
+def test_normalizer_is_fitted_on_the_training_split_only(tiny, tmp_path):
+    grid = Grid.regular(8, periodic=True)
+    x = torch.randn(20, 1, 8, generator=torch.Generator().manual_seed(0))
+    _, val_idx = train_module._split(20, train_module.TrainConfig(val_fraction=0.25))
+    x[val_idx] += 1000.0  # validation samples far away: they must not move the statistics
+    data = FieldDataset.from_tensor(x, variables=["a"], grid=grid)
+    prior = train_prior(data, {**tiny, "steps": 1, "val_fraction": 0.25}, progress=False)
+    train = np.delete(x.numpy(), val_idx.numpy(), axis=0)
+    assert prior.normalizer.mean[0] == pytest.approx(float(train.mean()), rel=1e-5)
+    assert prior.normalizer.std[0] == pytest.approx(float(train.std()), rel=1e-5)
+
+
+def test_p_mean_default_follows_the_data_scale(field_data, tiny):
+    run = train_module._Run(field_data, train_module._as_config(tiny), None, False)
+    sigma_data = run.run_config["sigma_data"]
+    assert run.p_mean == pytest.approx(-1.2 + np.log(sigma_data / 0.5))
+    assert -0.6 < run.p_mean < -0.4  # normalised data: sigma_data is close to 1
+    explicit = train_module._Run(
+        field_data, train_module._as_config({**tiny, "p_mean": -1.2}), None, False
+    )
+    assert explicit.p_mean == -1.2
+
+
+@pytest.mark.parametrize("n", [32, 48, 128])
+def test_masked_periodic_data_resample_without_ringing(n, tiny):
+    grid = Grid.regular((64, 64), periodic=True)
+
+    def smooth(g):
+        y, x = g.mesh(torch.float64)
+        field = torch.sin(2 * np.pi * x) * torch.cos(4 * np.pi * y)
+        return 0.03 * (field + 0.5 * torch.cos(2 * np.pi * (x + 2 * y)))
+
+    def valid(g):
+        y, x = g.mesh(torch.float64)
+        return (x - 0.5) ** 2 + (y - 0.4) ** 2 > 0.2**2
+
+    data = torch.where(valid(grid), smooth(grid), torch.nan)
+    ds = FieldDataset.from_tensor(data[None, None].repeat(2, 1, 1, 1), variables=["a"], grid=grid)
+    normalizer = train_module.Normalizer(["a"], [0.0], [1.0], spatial_ndim=2)
+    config = train_module.TrainConfig(**{**tiny, "resolution": n})
+    x, mask, target = train_module._prepare(ds, ["a"], normalizer, config)
+    truth = smooth(target)
+    # valid values: within 0.3 % of the field's amplitude (zero filling rang by up to 30 %)
+    assert (x[0, 0] - truth)[mask[0, 0]].abs().max() < 1e-4
+    # every kept node is valid, and no valid point is lost: a target node lying on a valid
+    # data node is kept, as is (at 48) nearly every node whose neighbours are all valid
+    kept = mask[0, 0]
+    assert not (kept & ~valid(target)).any()
+    if n == 32:
+        assert torch.equal(kept, valid(target))
+    elif n == 128:
+        assert kept[::2, ::2][valid(grid)].all()
+    else:
+        assert kept.sum() > 0.98 * valid(target).sum()
+
+
+@pytest.mark.parametrize(
+    ("periodic", "boundary", "kind"),
+    [(False, None, "grf_stationary"), (False, "neumann", "grf"), (True, None, "grf")],
+)
+def test_training_noise_on_bounded_and_periodic_grids(periodic, boundary, kind):
+    grid = Grid.regular((9, 9), periodic=periodic)
+    config = train_module.TrainConfig(noise_boundary=boundary)
+    noise = train_module._training_noise(config, grid)
+    assert noise.to_dict()["kind"] == kind
+    assert noise.variance(grid) == pytest.approx(1.0, rel=1e-9)

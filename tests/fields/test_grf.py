@@ -157,3 +157,76 @@ def test_mean_zero_removes_the_constant_mode(boundary):
         assert x.mean(dim=(-2, -1)).abs().max() < 1e-12
     full = GaussianRandomField(2.0, 3.0, boundary=boundary).spectrum(grid)
     assert torch.equal(grf.spectrum(grid).flatten()[1:], full.flatten()[1:])
+
+
+COVARIANCE_CASES = [
+    ("periodic",),
+    ("dirichlet",),
+    ("neumann",),
+    ("periodic", "periodic"),
+    ("dirichlet", "dirichlet"),
+    ("neumann", "neumann"),
+    ("periodic", "neumann"),
+    ("neumann", "dirichlet"),
+    ("dirichlet", "periodic"),
+]
+
+
+def dense(apply, grid):
+    """The matrix of a linear map on node values: column j is ``apply(e_j)``."""
+    eye = torch.eye(grid.size, dtype=torch.float64).reshape(grid.size, *grid.shape)
+    return apply(eye).reshape(grid.size, grid.size).T
+
+
+@pytest.mark.parametrize("boundary", COVARIANCE_CASES, ids="-".join)
+def test_covariance_powers_match_the_sample_covariance(boundary):
+    """``C = L L^T`` with ``L`` the sampling map; every power is checked against it."""
+    shape = (9, 8)[: len(boundary)] if len(boundary) == 2 else (11,)
+    grid = Grid.regular(shape, lengths=1.5, periodic=[b == "periodic" for b in boundary])
+    grf = GaussianRandomField(alpha=2.0, tau=3.0, sigma=2.0, boundary=list(boundary))
+    sqrt = dense(lambda x: grf.apply_sqrt(x, grid), grid)
+    cov = sqrt @ sqrt.T
+    live = torch.diag(cov) > 0  # Dirichlet boundary nodes are fixed at 0
+    projector = torch.diag(live.double())
+    scale = cov.abs().max()
+
+    def power(p):
+        return dense(lambda x: grf.apply_covariance(x, grid, p), grid)
+
+    torch.testing.assert_close(power(1.0), cov, atol=1e-12 * scale, rtol=0)
+    torch.testing.assert_close(power(2.0), cov @ cov, atol=1e-12 * scale**2, rtol=0)
+    inverse = power(-1.0)
+    torch.testing.assert_close(inverse, inverse.T, atol=1e-9 * inverse.abs().max(), rtol=0)
+    torch.testing.assert_close(cov @ inverse, projector, atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        power(-2.0), inverse @ inverse, atol=1e-9 * inverse.max() ** 2, rtol=0
+    )
+    whiten = dense(lambda x: grf.apply_inverse_sqrt(x, grid), grid)
+    torch.testing.assert_close(whiten.T @ whiten, inverse, atol=1e-9 * inverse.abs().max(), rtol=0)
+    torch.testing.assert_close(torch.diag(cov).reshape(shape), grf.node_variance(grid))
+    assert grf.mean_variance(grid) == pytest.approx(float(torch.diag(cov).mean()), rel=1e-12)
+    if "neumann" in boundary:
+        with pytest.raises(ValueError, match="integer power"):
+            grf.apply_covariance(torch.zeros(shape), grid, 0.5)
+    else:
+        half = power(0.5)
+        torch.testing.assert_close(half, half.T, atol=1e-12 * scale, rtol=0)
+        torch.testing.assert_close(half @ half, cov, atol=1e-12 * scale, rtol=0)
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_node_variance_does_not_drift_with_resolution(boundary):
+    """The alias tail makes node values exact: an interior node's variance is the same on
+    every grid, and the periodic mean variance is the continuum one, c(0)."""
+    grf = GaussianRandomField(alpha=1.5, tau=20.0, boundary=boundary)
+    centres = []
+    for n in (16, 64, 128):
+        grid = grid_for(boundary, (n + (boundary != "periodic"),) * 2)
+        variance = grf.node_variance(grid)
+        centres.append(float(variance[n // 2, n // 2]))
+        if boundary == "periodic":
+            assert grf.mean_variance(grid) == pytest.approx(centres[0], rel=1e-5)
+    assert centres == pytest.approx([centres[0]] * 3, rel=1e-5)
+    if boundary == "neumann":  # the walls see their mirror image: 2x on edges, 4x in corners
+        assert float(variance[0, n // 2]) == pytest.approx(2 * centres[0], rel=1e-4)
+        assert float(variance[0, 0]) == pytest.approx(4 * centres[0], rel=1e-4)
