@@ -150,7 +150,7 @@ def _p_mean(prior: Prior) -> float:
     train = prior.config["train"]
     if train.get("p_mean") is not None:
         return float(train["p_mean"])
-    return -1.2 + float(np.log(prior.config["sigma_data"] / 0.5))
+    return -1.2 + float(np.log(prior.config["sigma_data"]))
 
 
 def _shuffle_u(ds: FieldDataset) -> FieldDataset:

@@ -205,8 +205,8 @@ def test_normalizer_is_fitted_on_the_training_split_only(tiny, tmp_path):
 def test_p_mean_default_follows_the_data_scale(field_data, tiny):
     run = train_module._Run(field_data, train_module._as_config(tiny), None, False)
     sigma_data = run.run_config["sigma_data"]
-    assert run.p_mean == pytest.approx(-1.2 + np.log(sigma_data / 0.5))
-    assert -0.6 < run.p_mean < -0.4  # normalised data: sigma_data is close to 1
+    assert run.p_mean == pytest.approx(-1.2 + np.log(sigma_data))
+    assert -1.3 < run.p_mean < -1.1  # normalised data: sigma_data is close to 1
     explicit = train_module._Run(
         field_data, train_module._as_config({**tiny, "p_mean": -1.2}), None, False
     )
