@@ -35,7 +35,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
-from sciml_diffusion.diffusion.noise import randn
 from sciml_diffusion.diffusion.precondition import edm_coefficients
 from sciml_diffusion.forecast.base import Forecaster, masked
 from sciml_diffusion.forecast.gaussian import _flat, make_noise
@@ -170,8 +169,8 @@ class RollingDiffusion(Forecaster):
 
     def _member_noise(self, shape, generators):
         flat = (shape[0], shape[1] * shape[2], *shape[3:])
-        white = randn(flat, generators)
-        return self.noise.apply_sqrt(white, self.grid).reshape(shape).to(self.device)
+        draw = self.noise.sample(flat, self.grid, generators)
+        return draw.reshape(shape).to(self.device)
 
     def _run(self, y, context, local_times):
         """Integrate the probability-flow ODE frame-wise along ``local_times`` (list of (W,))."""
