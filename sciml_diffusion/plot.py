@@ -155,3 +155,127 @@ def save_figure(fig, path: str | os.PathLike) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+__all__ += ["plot_forecast", "plot_scores"]
+
+
+def plot_forecast(
+    forecast,
+    truth=None,
+    variable: str | None = None,
+    sample: int = 0,
+    leads: int = 4,
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+    cmap: str = "RdBu_r",
+):
+    """Forecast panels: rows truth / ensemble mean / ensemble spread, one column per lead.
+
+    Parameters
+    ----------
+    forecast : xarray.Dataset
+        ``(sample?, member, lead_time, *spatial)`` variables (2-D fields).
+    truth : xarray.Dataset, optional
+        On the forecast's ``lead_time`` axis or as a ``time`` series (aligned by valid time).
+    variable : str, optional
+        Variable to show (default the first).
+    leads : int
+        Number of lead times shown, evenly spaced over the forecast's.
+    """
+    from sciml_diffusion.metrics import align_truth
+
+    plt = _pyplot()
+    variable = variable or next(v for v in forecast.data_vars if "member" in forecast[v].dims)
+    fc = forecast
+    if "sample" in fc.dims:
+        fc = fc.isel(sample=sample)
+    picks = np.unique(np.linspace(0, fc.sizes["lead_time"] - 1, leads).round().astype(int))
+    fc = fc.isel(lead_time=picks)
+    rows = [("ensemble mean", fc[variable].mean("member")), ("spread (std)", None)]
+    spread = fc[variable].std("member") if fc.sizes["member"] > 1 else None
+    if truth is not None:
+        aligned = align_truth(forecast, truth[[variable]])
+        if "sample" in aligned.dims:
+            aligned = aligned.isel(sample=sample)
+        rows.insert(0, ("truth", aligned[variable].isel(lead_time=picks)))
+    fig, axes = plt.subplots(
+        len(rows), len(picks), figsize=(2.3 * len(picks) + 1, 2.2 * len(rows)), squeeze=False
+    )
+    field_rows = [r for r in rows if r[1] is not None]
+    lo = min(float(np.nanmin(r[1].values)) for r in field_rows)
+    hi = max(float(np.nanmax(r[1].values)) for r in field_rows)
+    for r, (label, data) in enumerate(rows):
+        for c in range(len(picks)):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if data is None and spread is None:
+                ax.set_axis_off()
+                continue
+            if data is None:
+                image = _field_image(ax, spread.isel(lead_time=c), "magma", None, None)
+            else:
+                image = _field_image(ax, data.isel(lead_time=c), cmap, lo, hi)
+            if r == 0:
+                ax.set_title(f"lead {int(fc['lead_time'].values[c])}")
+            if c == 0:
+                ax.set_ylabel(label)
+        if data is not None or spread is not None:
+            fig.colorbar(image, ax=list(axes[r]), shrink=0.8)
+    fig.suptitle(title or f"{forecast.attrs.get('method', 'forecast')}: {variable}")
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def _field_image(ax, field, cmap, lo, hi):
+    """``imshow`` of a 2-D DataArray with its first (y/lat) axis increasing upwards."""
+    dim = field.dims[0]
+    values = np.asarray(field.values, dtype=np.float64)
+    axis = field[dim].values if dim in field.coords else np.arange(values.shape[0])
+    if axis.size > 1 and axis[0] > axis[-1]:
+        values = values[::-1]
+    return ax.imshow(values, origin="lower", cmap=cmap, vmin=lo, vmax=hi)
+
+
+def plot_scores(
+    scores: dict,
+    variable: str | None = None,
+    metrics=("crps", "mse", "ssr"),
+    path: str | os.PathLike | None = None,
+    title: str | None = None,
+):
+    """Scores versus lead time, one line per method.
+
+    Parameters
+    ----------
+    scores : dict of name -> xarray.Dataset
+        Outputs of :func:`sciml_diffusion.metrics.ensemble_scores`.
+    variable : str, optional
+        Row of the ``variable`` dim to show (default the first).
+    metrics : sequence of str
+        Score variables, one panel each; ``ssr`` gets a reference line at 1.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for i, (name, ds) in enumerate(scores.items()):
+            da = ds[metric]
+            if "variable" in da.dims:
+                da = da.sel(variable=variable) if variable else da.isel(variable=0)
+            if np.all(np.isnan(da.values)):
+                continue  # e.g. the spread of a one-member forecast
+            x = da["lead_time"].values
+            ax.plot(x, da.values, marker="o", ms=3, label=name, color=f"C{i % 10}")
+        if metric == "ssr":
+            ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_xlabel("lead time (steps)")
+        ax.set_title(metric.upper())
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    if path is not None:
+        save_figure(fig, path)
+    return fig

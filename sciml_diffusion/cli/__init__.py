@@ -25,6 +25,8 @@ GROUPS = (
     "grf",
     "prior",
     "sde",
+    "forecast",
+    "evaluate",
 )
 
 

@@ -10,8 +10,8 @@
   posterior is sharp, so the solver estimate needs a small ``dt`` to agree with it.
 - **Forecast**: ``M`` members start from the posterior at each sequence's last observed
   time and follow the prior SDE; each member is decoded with observation noise. Scores:
-  MSE of the ensemble mean and CRPS (``scoringrules.crps_ensemble``, fair estimator
-  ``"qd"``) against the held-back future.
+  MSE of the ensemble mean and CRPS (:func:`sciml_diffusion.metrics.crps_ensemble`, the
+  plain ensemble estimator) against the held-back future.
 - **Interpolation**: MSE of the posterior mean, decoded, at held-out times inside the window
   (the encoder does not see them).
 - **OU parameters**: for a one-dimensional model, the learned prior mapped into data space
@@ -25,10 +25,10 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import scoringrules
 import torch
 import torchsde
 
+from sciml_diffusion.metrics import crps_ensemble
 from sciml_diffusion.sde.baselines import (
     PriorSDE,
     gather_slots,
@@ -267,12 +267,7 @@ def _evaluate_batch(model, observed, normalizer, future, heldout, members, dt, s
         samples = normalizer.denormalize(samples)
         truth, mask = future.values, future.mask.to(future.values)
         totals["se"] += float((((means.mean(0) - truth) ** 2) * mask).sum())
-        crps = scoringrules.crps_ensemble(
-            truth.cpu().numpy(),
-            samples.permute(1, 2, 3, 0).cpu().numpy(),
-            m_axis=-1,
-            backend="numpy",
-        )
+        crps = crps_ensemble(samples.cpu(), truth.cpu(), member_dim=0, fair=False)
         totals["crps"] += float(np.sum(np.asarray(crps) * mask.cpu().numpy()))
         totals["n_f"] += float(mask.sum())
     if heldout is not None:
