@@ -57,7 +57,7 @@ class Grid:
     units: tuple[str, ...]
 
     def __init__(self, coords, axes=None, periodic=False, units=""):
-        coords = tuple(np.asarray(c, dtype=np.float64).reshape(-1) for c in coords)
+        coords = tuple(np.ascontiguousarray(c, dtype=np.float64).reshape(-1) for c in coords)
         ndim = len(coords)
         if ndim < 1:
             raise ValueError("a grid needs at least one axis; pass one coordinate array per axis")
