@@ -130,3 +130,22 @@ def test_training_with_hidden_slots_keeps_a_common_start_for_the_solver():
     assert all(torch.isfinite(torch.tensor(trainer.step())) for _ in range(2))
     with pytest.raises(ValueError, match="hide_fraction"):
         TrainConfig(hide_fraction=1.0)
+
+
+@pytest.mark.parametrize("more", [10, 3])
+def test_resume_with_other_steps_ends_at_lr_final(tmp_path, more):
+    """Resuming 10 steps to 10 + more must still end at lr_final (it used to keep the decay
+    of the first 10 steps and end 10x below it)."""
+    series = toy_series()
+    kwargs = {"batch_size": 4, "lr": 1e-2, "lr_final": 1e-3}
+    train(new_model(), series, TrainConfig(steps=10, **kwargs), run_dir=tmp_path, progress=False)
+    trainer = train(
+        new_model(),
+        series,
+        TrainConfig(steps=10 + more, **kwargs),
+        run_dir=tmp_path,
+        resume=True,
+        progress=False,
+    )
+    assert trainer.step_count == 10 + more
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3, rel=1e-6)
