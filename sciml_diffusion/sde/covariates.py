@@ -91,7 +91,8 @@ class TabulatedCovariates(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t).to(self.times)
         tc = t.clamp(self.times[0], self.times[-1])
-        right = torch.searchsorted(self.times, tc.detach().contiguous()).clamp(1, len(self.times) - 1)
+        right = torch.searchsorted(self.times, tc.detach().contiguous())
+        right = right.clamp(1, len(self.times) - 1)
         t0, t1 = self.times[right - 1], self.times[right]
         w = ((tc - t0) / (t1 - t0))[..., None]
         return (1 - w) * self.values[right - 1] + w * self.values[right]
