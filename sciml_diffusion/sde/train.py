@@ -192,9 +192,9 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.step_count = int(state["step"])
         self.train_seconds = float(state["train_seconds"])
-        self._rebuild_schedule()
+        self.rebuild_schedule()
 
-    def _rebuild_schedule(self) -> None:
+    def rebuild_schedule(self) -> None:
         """Decay from the current learning rate to ``lr_final`` at ``config.steps``.
 
         A run resumed with more (or fewer) total steps than it was started with keeps a
