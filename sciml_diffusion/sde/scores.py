@@ -129,6 +129,9 @@ def compare_forecasts(
 ) -> xr.Dataset:
     """Scores of a forecast file and of the two seasonal references, ``(method, lead_time)``.
 
+    Select a row with a dict, ``scores.sel({"method": "climatology"})`` (``sel``'s own
+    keyword argument is also called ``method``).
+
     Parameters
     ----------
     forecast : xarray.Dataset

@@ -57,7 +57,7 @@ def calendar_to_number(
     elif unit == "years":
         t = (year - ref[0]) + (day_of_year - 1 + fraction) / year_days
         start = pd.Timestamp(year=ref[0], month=ref[1], day=ref[2])
-        t = t - (start.dayofyear - 1) / (366.0 if start.is_leap_year else 365.0)
+        t = t - (start.day_of_year - 1) / (366.0 if start.is_leap_year else 365.0)
     else:
         t = _days_since(dates, ref)
     return np.asarray(t, dtype=np.float64), f"{unit} since {ref[0]:04d}-{ref[1]:02d}-{ref[2]:02d}"
@@ -90,7 +90,7 @@ def _fields(dates):
         index.year.to_numpy(),
         index.month.to_numpy(),
         index.day.to_numpy(),
-        index.dayofyear.to_numpy(),
+        index.day_of_year.to_numpy(),
         index.days_in_month.to_numpy().astype(float),
         year_days,
         seconds,
