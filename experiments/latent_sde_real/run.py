@@ -79,6 +79,7 @@ def train_for_budget(name: str, options: dict, cfg: dict, data: Path, run_dir: P
         time_scale=float((series.end - series.start).median()),
         period=options.get("period"),
         harmonics=options.get("harmonics", 2),
+        seasonal_decoder=options.get("seasonal_decoder", False),
         **cfg["model"],
     )
     config = TrainConfig(
@@ -109,7 +110,7 @@ def train_for_budget(name: str, options: dict, cfg: dict, data: Path, run_dir: P
     }
 
 
-def main_run(config_name: str) -> None:
+def main_run(config_name: str, only: list[str] | None = None) -> None:
     path = Path(config_name) if config_name.endswith(".json") else HERE / f"{config_name}.json"
     cfg = json.loads(path.read_text())
     config_name = path.stem
@@ -118,15 +119,20 @@ def main_run(config_name: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     files = import_data(cfg, out)
     summary = {"config": cfg, "runs": {}}
+    if only and (out / "summary.json").is_file():  # add to the runs done before
+        summary["runs"] = json.loads((out / "summary.json").read_text())["runs"]
     figures = ROOT / "docs" / "results"
-    for k, (name, options) in enumerate(cfg["runs"].items()):
+    for name, options in cfg["runs"].items():
+        if only and name not in only:
+            continue
         slug = name.replace(", ", "_")
         run_dir = out / slug
         shutil.rmtree(run_dir, ignore_errors=True)
         record = train_for_budget(name, options, cfg, files["train"], run_dir)
         forecast, scores = out / f"{slug}_forecast.nc", out / f"{slug}_scores.nc"
         begin = time.perf_counter()
-        plot = [] if k else ["--truth", files["record"], "--plot", out / "fan.png"]
+        fan = out / f"{slug}_fan.png"
+        plot = ["--truth", files["record"], "--plot", fan, "--plot-samples", 4]
         cli("sde", "forecast", "--checkpoint", run_dir, "--data", files["test"],
             "--horizon", cfg["horizon"], "--members", cfg["members"], "--dt", cfg["forecast_dt"],
             "--seed", cfg["seed"], "--threads", 1, "--out", forecast, "--overwrite", "--quiet",
@@ -143,10 +149,19 @@ def main_run(config_name: str) -> None:
         record["lead_time"] = s["lead_time"].values.tolist()
         summary["runs"][name] = record
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    shutil.copy(out / "fan.png", figures / f"latent_sde_real_{config_name}_fan.png")
+    best = min(summary["runs"], key=lambda n: _mean_crps(summary["runs"][n]))
+    best_fan = out / f"{best.replace(', ', '_')}_fan.png"
+    shutil.copy(best_fan, figures / f"latent_sde_real_{config_name}_fan.png")
+    summary["fan_plot_run"] = best
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_crps(summary, figures / f"latent_sde_real_{config_name}_crps.png")
     shutil.copy(out / "summary.json", figures / f"latent_sde_real_{config_name}.json")
     print(f"wrote {out / 'summary.json'}")
+
+
+def _mean_crps(record: dict) -> float:
+    crps = record["scores"][record["method"]]["crps"]
+    return sum(crps) / len(crps)
 
 
 def plot_crps(summary: dict, path: Path) -> None:
@@ -177,4 +192,8 @@ def plot_crps(summary: dict, path: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="quick", help="quick, full or a .json path")
-    main_run(parser.parse_args().config)
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="run only these runs (added to the summary)"
+    )
+    args = parser.parse_args()
+    main_run(args.config, args.only)

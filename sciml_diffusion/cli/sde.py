@@ -54,6 +54,7 @@ TRAIN_DEFAULTS = {
     "heads": 4,
     "period": None,
     "harmonics": 2,
+    "seasonal_decoder": False,
 }
 #: `sde train` options that a resumed run may change
 RESUMABLE = ("steps", "checkpoint_every")
@@ -79,6 +80,7 @@ _STORED = {
     "heads": ("model", "heads"),
     "period": ("model", "period"),
     "harmonics": ("model", "harmonics"),
+    "seasonal_decoder": ("model", "seasonal_decoder"),
 }
 
 
@@ -261,6 +263,14 @@ def _add_train(commands) -> None:
         type=positive_int,
         default=None,
         help=f"sin/cos harmonics of the calendar phase (default: {d['harmonics']})",
+    )
+    p.add_argument(
+        "--seasonal-decoder",
+        action="store_const",
+        const=True,
+        default=None,
+        help="the decoder mean also follows the covariates (a seasonal cycle in data space; "
+        "the latent SDE then carries the anomalies); needs --period or --covariates",
     )
     p.add_argument(
         "--covariates",
@@ -492,6 +502,7 @@ def _train(args: argparse.Namespace) -> None:
             period=options["period"],
             harmonics=options["harmonics"],
             covariate_series=covariate_series,
+            seasonal_decoder=options["seasonal_decoder"],
         ).to(device)
     trainer = train(
         model,

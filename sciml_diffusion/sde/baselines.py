@@ -260,7 +260,7 @@ def solver_nelbo(
     seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
     zs, log_ratio = solve_posterior(model, encoded, z0, grid, dt, seed, method, start)
     z_slots, path_kl = gather_slots(zs, log_ratio, grid, relative)
-    reconstruction = -model.decoder.log_prob(series.values, z_slots, series.mask)
+    reconstruction = -model.decoder.log_prob(series.values, z_slots, series.mask, series.times)
     return NELBOTerms(reconstruction, model.initial_kl(mu0[:, 0], sigma0[:, 0]), path_kl)
 
 

@@ -120,7 +120,8 @@ def posterior_paths(
         zs, log_ratio = solve_posterior(model, encoded, z0, grid, dt, seed, "euler", offset)
         z_slots, path_kl = gather_slots(zs, log_ratio, grid, relative)
         rep = _repeat(relative, members)
-        reconstruction = -model.decoder.log_prob(rep.values, z_slots, rep.mask)
+        absolute = _repeat(series, members).times
+        reconstruction = -model.decoder.log_prob(rep.values, z_slots, rep.mask, absolute)
         nelbo = reconstruction + model.initial_kl(mu0, sigma0) + path_kl
         end = torch.searchsorted(grid, rep.end.contiguous())
         at_end = zs[end, torch.arange(b, device=zs.device)]
@@ -191,7 +192,7 @@ def forecast_from_states(
             levy_area_approximation="none",
         )
         zs = torchsde.sdeint(PriorSDE(model, offset), states, grid, bm=bm, dt=dt, method="euler")
-        means = model.decoder.mean(zs[1:])
+        means = model.decoder.mean(zs[1:], offset + grid[1:, None])
         noise = torch.randn(means.shape, generator=generator).to(means)
         samples = means + model.decoder.std * noise
     shape = (len(lead_times), len(end), m, -1)
@@ -327,7 +328,8 @@ def _evaluate_batch(model, observed, normalizer, future, heldout, members, dt, s
         totals["crps"] += float(np.sum(np.asarray(crps) * mask.cpu().numpy()))
         totals["n_f"] += float(mask.sum())
     if heldout is not None:
-        decoded = model.decoder.mean(paths.zs)
+        offset = start.repeat_interleave(members, 0)
+        decoded = model.decoder.mean(paths.zs, paths.grid[:, None] + offset)
         relative = (heldout.times - start[:, None]).contiguous()
         index = torch.searchsorted(paths.grid, relative)
         index = index.clamp_max(len(paths.grid) - 1)

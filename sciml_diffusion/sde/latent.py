@@ -288,18 +288,35 @@ class ConstantDiffusion(nn.Module):
 
 
 class GaussianDecoder(nn.Module):
-    """``p(x | z) = N(W z + b, diag(s^2))`` with a learnable or fixed ``s``.
+    """``p(x | z, t) = N(W z + b + B c(t), diag(s^2))`` with a learnable or fixed ``s``.
+
+    With ``covariates`` the mean has a known-time part ``B c(t)`` (``B`` starts at zero):
+    with calendar-phase covariates it is a Fourier series of the seasonal cycle, so the
+    latent SDE carries the anomalies from it. Without, ``B c(t) = 0`` and ``t`` is unused.
 
     Parameters
     ----------
     latent_dim, data_dim : int
     std : float or None
         Fixed observation std, or ``None`` to learn one per channel (initialised at 0.1).
+    covariates : nn.Module, optional
+        ``c``: ``(*)`` -> ``(*, F)``.
     """
 
-    def __init__(self, latent_dim: int, data_dim: int, std: float | None = None):
+    def __init__(
+        self,
+        latent_dim: int,
+        data_dim: int,
+        std: float | None = None,
+        covariates: nn.Module | None = None,
+    ):
         super().__init__()
         self.linear = nn.Linear(latent_dim, data_dim)
+        self.covariates = covariates
+        self.seasonal = None
+        if covariates is not None:
+            self.seasonal = nn.Linear(covariates.dim, data_dim, bias=False)
+            nn.init.zeros_(self.seasonal.weight)
         if std is None:
             self.log_std = nn.Parameter(torch.full((data_dim,), math.log(0.1)))
         else:
@@ -311,25 +328,41 @@ class GaussianDecoder(nn.Module):
     def std(self) -> torch.Tensor:
         return self.log_std.exp()
 
-    def mean(self, z: torch.Tensor) -> torch.Tensor:
-        """``(*, D)`` -> ``(*, C)``."""
-        return self.linear(z)
+    def mean(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` ``(*, D)`` at times ``t`` ``(*)`` -> ``(*, C)`` (``t`` needed with covariates)."""
+        out = self.linear(z)
+        if self.seasonal is None:
+            return out
+        if t is None:
+            raise ValueError("this decoder depends on time; pass the times t")
+        t = torch.as_tensor(t).to(z).expand(z.shape[:-1])
+        return out + self.seasonal(self.covariates(t))
 
-    def log_prob(self, x: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Sum over observed entries of ``log N(x; W z + b, s^2)``, ``(B, T, C)`` -> ``(B,)``."""
-        resid = (x - self.mean(z)) / self.std
+    def log_prob(
+        self, x: torch.Tensor, z: torch.Tensor, mask: torch.Tensor, t: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Sum over observed entries of ``log N(x; mean(z, t), s^2)``, ``(B, T, C)`` -> ``(B,)``.
+
+        ``t`` ``(B, T)``: the times of the slots (needed when the decoder depends on time).
+        """
+        resid = (x - self.mean(z, t)) / self.std
         logp = -0.5 * resid**2 - self.log_std - 0.5 * math.log(2 * math.pi)
         return torch.where(mask, logp, torch.zeros_like(logp)).sum((-2, -1))
 
     def expected_log_prob(
-        self, x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor
+        self,
+        x: torch.Tensor,
+        mu: torch.Tensor,
+        sigma: torch.Tensor,
+        mask: torch.Tensor,
+        t: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``E_{z ~ N(mu, sigma^2)} log p(x | z)`` in closed form (the decoder is linear).
+        """``E_{z ~ N(mu, sigma^2)} log p(x | z, t)`` in closed form (linear in ``z``).
 
-        ``x`` ``(B, T, C)``, ``mu``, ``sigma`` ``(B, T, D)`` -> ``(B,)``.
+        ``x`` ``(B, T, C)``, ``mu``, ``sigma`` ``(B, T, D)``, ``t`` ``(B, T)`` -> ``(B,)``.
         """
         variance = (sigma**2) @ (self.linear.weight**2).T
-        resid = (x - self.mean(mu)) / self.std
+        resid = (x - self.mean(mu, t)) / self.std
         logp = -0.5 * (resid**2 + variance / self.std**2) - self.log_std
         logp = logp - 0.5 * math.log(2 * math.pi)
         return torch.where(mask, logp, torch.zeros_like(logp)).sum((-2, -1))
@@ -394,6 +427,9 @@ class LatentSDE(nn.Module):
     covariate_series : dict, optional
         ``{"times": (N,), "values": (N, F)}``, a known covariate series (interpolated
         linearly in time) used instead of the calendar phase.
+    seasonal_decoder : bool
+        The decoder mean also has a part linear in the covariates (a seasonal cycle in data
+        space), so the latent SDE models anomalies from it (needs covariates).
     """
 
     def __init__(
@@ -411,6 +447,7 @@ class LatentSDE(nn.Module):
         period: float | None = None,
         harmonics: int = 2,
         covariate_series: dict | None = None,
+        seasonal_decoder: bool = False,
     ):
         super().__init__()
         _check_choices(latent_dim, data_dim, diffusion, posterior)
@@ -428,6 +465,7 @@ class LatentSDE(nn.Module):
             "period": period,
             "harmonics": harmonics,
             "covariate_series": covariate_series,
+            "seasonal_decoder": seasonal_decoder,
         }
         self.latent_dim, self.posterior = latent_dim, posterior
         self.covariates = make_covariates(autonomous, period, harmonics, covariate_series)
@@ -440,7 +478,13 @@ class LatentSDE(nn.Module):
             self.diffusion = ConstantDiffusion(latent_dim)
         self.initial_mean = nn.Parameter(torch.zeros(latent_dim))
         self.initial_log_std = nn.Parameter(torch.zeros(latent_dim))
-        self.decoder = GaussianDecoder(latent_dim, data_dim, decoder_std)
+        if seasonal_decoder and self.covariates is None:
+            raise ValueError(
+                "seasonal_decoder needs covariates of time: give a period or a covariate series"
+            )
+        self.decoder = GaussianDecoder(
+            latent_dim, data_dim, decoder_std, self.covariates if seasonal_decoder else None
+        )
         self.encoder = AttentionEncoder(
             data_dim,
             context_dim,
