@@ -200,3 +200,25 @@ def test_cli_seasonal_model_forecasts_windows_with_different_starts(tmp_path, me
     s = xr.open_dataset(scores, engine="h5netcdf")
     assert s["method"].values.tolist() == [method, "climatology", "persistence"]
     assert s["crps"].shape == (3, 6) and np.isfinite(s["crps"].values).all()
+
+
+def test_cli_trains_with_a_covariate_series_and_keeps_it_in_the_run(tmp_path):
+    import numpy as np
+
+    from sciml_diffusion.sde.windows import record_dataset
+
+    data, cov, run = tmp_path / "d.nc", tmp_path / "cov.nc", tmp_path / "run"
+    from sciml_diffusion.sde.series import series_to_dataset
+
+    series_to_dataset(toy_series()).to_netcdf(data, engine="h5netcdf")
+    t = np.linspace(0.0, 1.0, 5)
+    record_dataset(t, np.stack([t, t**2], -1), ["a", "b"], "days").to_netcdf(
+        cov, engine="h5netcdf"
+    )
+    args = ["sde", "train", "--data", str(data), "--covariates", str(cov), "--hidden", "8"]
+    args += ["--latent-dim", "2", "--steps", "1", "--batch-size", "4", "--quiet"]
+    assert main(args + ["--out", str(run)]) == 0
+    model = load_run(run).model
+    assert model.config["covariate_series"]["values"][2] == [0.5, 0.25]
+    assert model.covariates.dim == 2
+    assert main(args + ["--steps", "2", "--resume", "--out", str(run)]) == 2  # kept in the run
