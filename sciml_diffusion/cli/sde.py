@@ -1,9 +1,11 @@
-"""``sciml-diffusion sde ...``: simulate stochastic systems, train latent SDEs, forecast.
+"""``sciml-diffusion sde ...``: import series, simulate systems, train, forecast, evaluate.
 
 Files go through the data layer (:mod:`sciml_diffusion.fields.io`); time series use the
 layout of :mod:`sciml_diffusion.sde.series` (``state(sample, time, channel)``, NaN =
-missing, ``obs_time(sample, time)`` for irregular times). Times (``--t-end``, ``--dt``,
-``--step``, ``--burn-in``) are in the data's time units.
+missing, ``obs_time(sample, time)`` for irregular times); a whole record is
+``state(time, channel)``. Times (``--t-end``, ``--dt``, ``--step``, ``--burn-in``,
+``--period``) are in the data's time units (``sde import`` records them in a
+``time_units`` attribute, e.g. ``months since 1950-01-01``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sciml_diffusion.cli.checks import (
     check_memory,
     check_output_dir,
     check_output_file,
+    check_plot_path,
     fraction,
     nonnegative_float,
     nonnegative_int,
@@ -47,6 +50,11 @@ TRAIN_DEFAULTS = {
     "hide_fraction": 0.0,
     "checkpoint_every": 100,
     "seed": 0,
+    "autonomous": True,
+    "heads": 4,
+    "period": None,
+    "harmonics": 2,
+    "seasonal_decoder": False,
 }
 #: `sde train` options that a resumed run may change
 RESUMABLE = ("steps", "checkpoint_every")
@@ -68,6 +76,11 @@ _STORED = {
     "hide_fraction": ("train", "hide_fraction"),
     "checkpoint_every": ("train", "checkpoint_every"),
     "seed": ("train", "seed"),
+    "autonomous": ("model", "autonomous"),
+    "heads": ("model", "heads"),
+    "period": ("model", "period"),
+    "harmonics": ("model", "harmonics"),
+    "seasonal_decoder": ("model", "seasonal_decoder"),
 }
 
 
@@ -75,9 +88,52 @@ def register(groups: argparse._SubParsersAction) -> None:
     """Add the ``sde`` command group."""
     parser = groups.add_parser("sde", help="latent SDEs: simulate, train, forecast")
     commands = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    _add_import(commands)
     _add_simulate(commands)
     _add_train(commands)
     _add_forecast(commands)
+    _add_evaluate(commands)
+
+
+def _add_import(commands) -> None:
+    p = commands.add_parser(
+        "import",
+        help="a CSV or NetCDF time series as a training file of windows (or one record)",
+        description="Read a series from CSV (wide: one column per variable; long: a name "
+        "and a value column, with --long) or NetCDF (variables along a time dim), convert "
+        "calendar times to --time-unit since 1 January of the first year (or --reference), "
+        "and cut it into windows of --window consecutive records every --stride records "
+        "(--window 0: the whole record, state(time, channel)). Numeric times are kept as "
+        "they are.",
+    )
+    p.add_argument("file", help="input .csv or .nc")
+    p.add_argument("--time", default="time", help="time column (CSV) or dim (NetCDF)")
+    p.add_argument(
+        "--variables", nargs="+", default=None, help="variables to keep (default: all numeric)"
+    )
+    p.add_argument(
+        "--long",
+        nargs=2,
+        metavar=("NAME_COLUMN", "VALUE_COLUMN"),
+        default=None,
+        help="long CSV layout: the column naming the variable and the column of values",
+    )
+    p.add_argument(
+        "--time-unit",
+        choices=["days", "months", "years"],
+        default="days",
+        help="unit for calendar times (months: whole numbers on the 1st of each month)",
+    )
+    p.add_argument("--reference", default=None, help="reference date (default: YYYY-01-01)")
+    p.add_argument("--start", default=None, help="first time kept (a date or a number)")
+    p.add_argument("--end", default=None, help="last time kept (a date or a number)")
+    p.add_argument(
+        "--window", type=nonnegative_int, required=True, help="records per window (0: all)"
+    )
+    p.add_argument("--stride", type=positive_int, default=1, help="records between windows")
+    p.add_argument("--out", required=True, help="output .nc file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_import)
 
 
 def _add_simulate(commands) -> None:
@@ -183,6 +239,45 @@ def _add_train(commands) -> None:
         help=f"steps between checkpoints (default: {d['checkpoint_every']})",
     )
     p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    p.add_argument(
+        "--time-dependent",
+        dest="autonomous",
+        action="store_const",
+        const=False,
+        default=None,
+        help="prior drift and diffusion depend on the raw time t (default: autonomous; "
+        "only inside the trained span: prefer --period)",
+    )
+    p.add_argument(
+        "--heads", type=positive_int, default=None, help=f"encoder heads (default: {d['heads']})"
+    )
+    p.add_argument(
+        "--period",
+        type=positive_float,
+        default=None,
+        help="seasonal period in the data's time units (12 for months): drift, diffusion "
+        "and encoder see the calendar phase (default: none)",
+    )
+    p.add_argument(
+        "--harmonics",
+        type=positive_int,
+        default=None,
+        help=f"sin/cos harmonics of the calendar phase (default: {d['harmonics']})",
+    )
+    p.add_argument(
+        "--seasonal-decoder",
+        action="store_const",
+        const=True,
+        default=None,
+        help="the decoder mean also follows the covariates (a seasonal cycle in data space; "
+        "the latent SDE then carries the anomalies); needs --period or --covariates",
+    )
+    p.add_argument(
+        "--covariates",
+        default=None,
+        help="known covariate series, a record .nc (variables along a numeric time): "
+        "drift, diffusion and encoder see it, interpolated in time (default: none)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (torch's)")
     p.add_argument("--out", required=True, help="run folder")
@@ -192,11 +287,25 @@ def _add_train(commands) -> None:
 
 
 def _add_forecast(commands) -> None:
-    p = commands.add_parser("forecast", help="ensemble forecasts after each sequence's end")
+    p = commands.add_parser(
+        "forecast",
+        help="ensemble forecasts after each sequence's own last observation",
+        description="Forecast every sequence (context window) of --data from its own last "
+        "observed time: windows may start and end at different times. SDE-matching models "
+        "start from the encoder's marginal at the last observation, solver-trained models "
+        "from a posterior solve over the window. Output: state(member, sample, lead_time, "
+        "channel) with valid_time(sample, lead_time) and init_time(sample).",
+    )
     p.add_argument("--checkpoint", required=True, help="run folder from 'sde train'")
     p.add_argument("--data", required=True, help="time-series .nc file to condition on")
     p.add_argument("--variable", default="state", help="the time-series variable")
     p.add_argument("--members", type=positive_int, default=16, help="ensemble members")
+    p.add_argument(
+        "--context-window",
+        type=positive_int,
+        default=None,
+        help="use only the last N observed slots of each sequence (default: all)",
+    )
     p.add_argument(
         "--horizon",
         type=positive_int,
@@ -217,11 +326,41 @@ def _add_forecast(commands) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (torch's)")
     p.add_argument("--batch", type=positive_int, default=64, help="sequences forecast at a time")
+    p.add_argument("--truth", default=None, help="record .nc to draw in the --plot fan")
+    p.add_argument("--plot", default=None, help="PNG/PDF/SVG of the ensemble fan")
+    p.add_argument(
+        "--plot-samples", type=positive_int, default=3, help="forecasts drawn in --plot"
+    )
     p.add_argument("--out", required=True, help="output .nc file")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--force", action="store_true", help="skip the memory check")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_forecast)
+
+
+def _add_evaluate(commands) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="per-lead scores of a forecast against seasonal climatology and persistence",
+        description="Fair CRPS, RMSE, spread-skill ratio and interval coverage per lead time "
+        "of an 'sde forecast' file against the truth record, side by side with two "
+        "references computed from the training record only: climatology per calendar "
+        "phase and persistence of the last anomaly.",
+    )
+    p.add_argument("--forecast", required=True, help="output of 'sde forecast'")
+    p.add_argument("--truth", required=True, help="record .nc covering the valid times")
+    p.add_argument("--train", required=True, help="training record .nc (for the references)")
+    p.add_argument(
+        "--period", type=positive_float, required=True, help="seasonal period, in time units"
+    )
+    p.add_argument(
+        "--step", type=positive_float, default=None, help="sampling step (default: median)"
+    )
+    p.add_argument("--level", type=fraction, default=0.9, help="central interval for coverage")
+    p.add_argument("--variable", default="state", help="the time-series variable")
+    p.add_argument("--out", required=True, help="scores .nc (dims method, lead_time)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_evaluate)
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -315,7 +454,12 @@ def _train(args: argparse.Namespace) -> None:
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
     previous = load_run(out, device) if resuming else None
+    if previous is not None and args.covariates is not None:
+        raise ValueError(
+            f"the run in {out} keeps its covariate series; resume without --covariates"
+        )
     options = _train_options(args, previous)
+    covariate_series = _read_covariates(args.covariates) if args.covariates else None
     ds = open_dataset(args.data)
     series = series_from_dataset(ds, args.variable)
     channels = [str(c) for c in ds["channel"].values] if "channel" in ds.coords else None
@@ -353,6 +497,12 @@ def _train(args: argparse.Namespace) -> None:
             decoder_std=options["decoder_std"],
             posterior=posterior_kind(options["method"]),
             time_scale=span if span > 0 else 1.0,
+            autonomous=options["autonomous"],
+            heads=options["heads"],
+            period=options["period"],
+            harmonics=options["harmonics"],
+            covariate_series=covariate_series,
+            seasonal_decoder=options["seasonal_decoder"],
         ).to(device)
     trainer = train(
         model,
@@ -370,6 +520,27 @@ def _train(args: argparse.Namespace) -> None:
     )
 
 
+def _read_covariates(path: str) -> dict:
+    """A covariate record file as ``{"times": [...], "values": [[...], ...]}``."""
+    import numpy as np
+
+    from sciml_diffusion.fields.io import open_dataset
+
+    check_input_file(path, "--covariates")
+    ds = open_dataset(path)
+    names = [v for v in ds.data_vars if ds[v].dims and ds[v].dims[0] == "time"]
+    if "time" not in ds.coords or not names:
+        raise ValueError(
+            f"--covariates {path} needs variables along a numeric 'time' coordinate "
+            "(write it with 'sde import ... --window 0')"
+        )
+    columns = [ds[v].values.reshape(ds.sizes["time"], -1) for v in names]
+    values = np.concatenate(columns, 1)
+    if np.isnan(values).any():
+        raise ValueError(f"--covariates {path} has missing values; a covariate must be known")
+    return {"times": ds["time"].values.astype(float).tolist(), "values": values.tolist()}
+
+
 def _train_options(args: argparse.Namespace, previous) -> dict:
     """Every training option: the user's, else the stored run's (resume), else the default.
 
@@ -382,7 +553,9 @@ def _train_options(args: argparse.Namespace, previous) -> dict:
     if previous is None:
         return {**TRAIN_DEFAULTS, **given}
     stored_parts = {"model": previous.model.config, "train": asdict(previous.config)}
-    stored = {k: stored_parts[part][key] for k, (part, key) in _STORED.items()}
+    stored = {
+        k: stored_parts[part].get(key, TRAIN_DEFAULTS[k]) for k, (part, key) in _STORED.items()
+    }
     changed = sorted(k for k, v in given.items() if k not in RESUMABLE and stored[k] != v)
     if changed:
         diffs = ", ".join(f"--{k.replace('_', '-')} {stored[k]} -> {given[k]}" for k in changed)
@@ -405,13 +578,18 @@ def _forecast(args: argparse.Namespace) -> None:
     from sciml_diffusion.sde.train import load_run
 
     check_input_file(args.data)
-    out = check_output_file(
-        args.out, overwrite=args.overwrite, inputs=[args.data, args.checkpoint]
-    )
+    inputs = [args.data, args.checkpoint, args.truth]
+    out = check_output_file(args.out, overwrite=args.overwrite, inputs=inputs)
+    plot = check_plot_path(args.plot, overwrite=args.overwrite, inputs=inputs + [args.out])
+    if args.truth is not None:
+        check_input_file(args.truth, "--truth")
     device = check_device(args.device)
     _set_threads(args.threads)
     run = load_run(args.checkpoint, device)
-    series = series_from_dataset(open_dataset(args.data), args.variable).to(device)
+    data = open_dataset(args.data)
+    series = series_from_dataset(data, args.variable).to(device)
+    if args.context_window is not None:
+        series = _last_slots(series, args.context_window)
     if series.values.shape[-1] != run.model.config["data_dim"]:
         raise ValueError(
             f"the data has {series.values.shape[-1]} channels but the model was trained on "
@@ -439,28 +617,220 @@ def _forecast(args: argparse.Namespace) -> None:
             samples.append(s.cpu())
             bar.update(len(index))
     means, samples = torch.cat(means, 1), torch.cat(samples, 1)
-    end = series.end.cpu().numpy()
-    lead_np = lead.numpy()
+    end = series.end.cpu().double().numpy()
+    lead_np = lead.double().numpy()
+    units = _time_units(data)
     ds = xr.Dataset(
         {
-            "state": (("member", "sample", "time", "channel"), samples.numpy()),
-            "mean": (("sample", "time", "channel"), means.mean(0).numpy()),
-            "forecast_time": (("sample", "time"), end[:, None] + lead_np[None, :]),
+            "state": (("member", "sample", "lead_time", "channel"), samples.numpy()),
+            "mean": (("sample", "lead_time", "channel"), means.mean(0).numpy()),
         },
         coords={
             "member": np.arange(args.members),
             "sample": np.arange(len(series)),
-            "time": lead_np,
+            "lead_time": lead_np,
             "channel": run.channels,
+            "valid_time": (("sample", "lead_time"), end[:, None] + lead_np[None, :]),
+            "init_time": ("sample", end),
         },
         attrs={"checkpoint": str(args.checkpoint), "method": run.config.method},
     )
-    ds["time"].attrs["description"] = "lead time after each sequence's last observation"
-    ds["time"].attrs["units"] = "time units of the data"
+    ds["lead_time"].attrs.update(description="time after each sequence's last observation")
+    for name in ("lead_time", "valid_time", "init_time"):
+        ds[name].attrs["time_units"] = units
+    ds["init_time"].attrs["description"] = "each sequence's last observed time"
     ds["state"].attrs["description"] = "forecast members, with observation noise"
     ds["mean"].attrs["description"] = "ensemble mean of the decoded latent forecasts"
     save_dataset(ds, out)
-    print(f"wrote {out}: {args.members} members x {args.horizon} times")
+    print(f"wrote {out}: {args.members} members x {args.horizon} times x {len(series)} windows")
+    if plot is not None:
+        from sciml_diffusion.sde.figures import plot_fan
+
+        truth = open_dataset(args.truth) if args.truth is not None else None
+        shown = np.unique(np.linspace(0, len(series) - 1, min(args.plot_samples, len(series))))
+        plot_fan(ds, shown.astype(int).tolist(), truth=truth, path=plot)
+        print(f"wrote {plot}")
+
+
+def _last_slots(series, count: int):
+    """Keep only each sequence's last ``count`` observed slots."""
+    import torch
+
+    observed = series.observed
+    from_end = torch.flip(torch.cumsum(torch.flip(observed.int(), [1]), 1), [1])
+    keep = observed & (from_end <= count)
+    return series.split_mask(keep)[0]
+
+
+def _time_units(ds) -> str:
+    for holder in (ds.attrs, ds["obs_time"].attrs if "obs_time" in ds else {}):
+        if "time_units" in holder:
+            return str(holder["time_units"])
+    if "time" in ds.coords and "time_units" in ds["time"].attrs:
+        return str(ds["time"].attrs["time_units"])
+    return "time units of the data"
+
+
+def _import(args: argparse.Namespace) -> None:
+    from sciml_diffusion.fields.io import save_dataset
+    from sciml_diffusion.sde.windows import cut_windows, record_dataset, windows_dataset
+
+    check_input_file(args.file, "FILE")
+    out = check_output_file(args.out, overwrite=args.overwrite, inputs=[args.file])
+    raw_times, values, names = _read_table(args)
+    times, units = _numeric_times(raw_times, args)
+    keep = _time_range(raw_times, times, args)
+    times, values = times[keep], values[keep]
+    if len(times) < 2:
+        raise ValueError("fewer than two times left after --start/--end; widen the range")
+    attrs = {"source": str(args.file), "time_units": units}
+    if args.window == 0:
+        ds = record_dataset(times, values, names, units, attrs=attrs)
+        what = f"one record of {len(times)} times"
+    else:
+        series = cut_windows(times, values, args.window, args.stride)
+        ds = windows_dataset(series, names, units, attrs=attrs)
+        what = f"{len(series)} windows of {args.window} times"
+    save_dataset(ds, out)
+    print(f"wrote {out}: {what}, {len(names)} channels ({', '.join(names)}); times in {units}")
+
+
+def _read_table(args):
+    """``(times (N,), values (N, C), names)`` sorted by time, from CSV or NetCDF."""
+    import numpy as np
+
+    if args.file.lower().endswith(".csv"):
+        frame = _read_csv(args)
+        names = [str(c) for c in frame.columns]
+        return frame.index.to_numpy(), frame.to_numpy(dtype=np.float64), names
+    from sciml_diffusion.fields.io import open_dataset
+
+    ds = open_dataset(args.file)
+    if args.time not in ds.dims:
+        raise ValueError(
+            f"{args.file} has no dim {args.time!r} (dims: {list(ds.dims)}); pass --time"
+        )
+    names = args.variables or [v for v in ds.data_vars if ds[v].dims == (args.time,)]
+    missing = [v for v in names if v not in ds.data_vars]
+    if missing or not names:
+        raise ValueError(
+            f"{args.file}: variables {missing or names} not found as 1-D series along "
+            f"{args.time!r}; it has {sorted(ds.data_vars)}"
+        )
+    ds = ds.sortby(args.time)
+    values = np.stack([ds[v].values.astype(np.float64).reshape(-1) for v in names], -1)
+    return ds[args.time].values, values, list(names)
+
+
+def _read_csv(args):
+    import pandas as pd
+
+    frame = pd.read_csv(args.file)
+    if args.time not in frame.columns:
+        raise ValueError(
+            f"{args.file} has no column {args.time!r} (columns: {list(frame.columns)}); "
+            "pass --time"
+        )
+    if args.long is not None:
+        name, value = args.long
+        for column in (name, value):
+            if column not in frame.columns:
+                raise ValueError(f"{args.file} has no column {column!r} (--long)")
+        if frame.duplicated([args.time, name]).any():
+            raise ValueError(f"{args.file} has two values of one variable at one time")
+        frame = frame.pivot(index=args.time, columns=name, values=value)
+    else:
+        frame = frame.set_index(args.time)
+    if args.variables is not None:
+        missing = [v for v in args.variables if v not in frame.columns]
+        if missing:
+            raise ValueError(f"{args.file}: no variables {missing}; it has {list(frame.columns)}")
+        frame = frame[args.variables]
+    else:
+        frame = frame.select_dtypes("number")
+    if frame.shape[1] == 0:
+        raise ValueError(f"{args.file} has no numeric columns besides {args.time!r}")
+    index = frame.index
+    if index.dtype.kind not in "fiu":
+        frame.index = pd.to_datetime(index)
+    if frame.index.duplicated().any():
+        raise ValueError(f"{args.file} has duplicate times; merge them into one row")
+    return frame.sort_index()
+
+
+def _numeric_times(raw, args):
+    import numpy as np
+
+    from sciml_diffusion.sde.windows import calendar_to_number
+
+    raw = np.asarray(raw)
+    if raw.dtype.kind in "fiu":
+        return raw.astype(np.float64), "time units of the input file"
+    return calendar_to_number(raw, args.time_unit, args.reference)
+
+
+def _time_range(raw, times, args):
+    """Boolean mask of the times within ``[--start, --end]`` (dates or numbers)."""
+    import numpy as np
+    import pandas as pd
+
+    keep = np.ones(len(times), dtype=bool)
+    numeric = np.asarray(raw).dtype.kind in "fiu"
+    for bound, compare in ((args.start, np.greater_equal), (args.end, np.less_equal)):
+        if bound is None:
+            continue
+        if numeric:
+            keep &= compare(times, float(bound))
+        else:
+            keep &= compare(pd.to_datetime(np.asarray(raw)), pd.Timestamp(bound))
+    return keep
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from sciml_diffusion.fields.io import open_dataset, save_dataset
+    from sciml_diffusion.sde.scores import compare_forecasts
+
+    for name, option in (
+        (args.forecast, "--forecast"),
+        (args.truth, "--truth"),
+        (args.train, "--train"),
+    ):
+        check_input_file(name, option)
+    out = check_output_file(
+        args.out, overwrite=args.overwrite, inputs=[args.forecast, args.truth, args.train]
+    )
+    forecast = open_dataset(args.forecast)
+    if not {"member", "lead_time"} <= set(forecast.dims) or "valid_time" not in forecast.coords:
+        raise ValueError(
+            f"{args.forecast} is not an 'sde forecast' output (needs member and lead_time "
+            "dims and a valid_time coordinate)"
+        )
+    scores = compare_forecasts(
+        forecast,
+        open_dataset(args.truth),
+        open_dataset(args.train),
+        args.period,
+        args.step,
+        args.variable,
+        args.level,
+    )
+    save_dataset(scores, out)
+    _print_scores(scores)
+    print(f"wrote {out}")
+
+
+def _print_scores(scores) -> None:
+    level = int(round(100 * float(scores["coverage"].attrs.get("level", 0.9))))
+    for key, label in (
+        ("crps", "CRPS (fair)"),
+        ("ssr", "spread/skill"),
+        ("coverage", f"{level} % coverage"),
+    ):
+        print(f"{label}:")
+        print(f"  {'lead':>6} " + " ".join(f"{str(m):>12}" for m in scores["method"].values))
+        for k, lead in enumerate(scores["lead_time"].values):
+            row = [float(scores[key].values[i, k]) for i in range(scores.sizes["method"])]
+            print(f"  {float(lead):>6g} " + " ".join(f"{v:12.4g}" for v in row))
 
 
 def _set_threads(threads: int | None) -> None:

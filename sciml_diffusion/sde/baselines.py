@@ -15,8 +15,10 @@ diffusion, started from ``q(z_t0) = N(mu_phi(t0, X), sigma_phi(t0, X)^2)`` (Li e
 
 Drifts are stored in Itô form; for the Stratonovich solve both posterior and prior drifts are
 shifted by ``-1/2 g dg/dz`` (elementwise ``g``), which leaves their difference and so the KL
-unchanged. Every solve is driven by an explicit ``torchsde.BrownianInterval``. All
-sequences of a batch must start at the same time (the solver's ``t0``).
+unchanged. Every solve is driven by an explicit ``torchsde.BrownianInterval``. Sequences
+that start at different times are solved together on times relative to each one's start
+(:func:`relative_times`); every part that depends on absolute time (prior drift and
+diffusion through their covariates, the encoder's queries) is given ``offset + t``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "PosteriorSDE",
     "PriorSDE",
     "observation_grid",
+    "relative_times",
     "solve_posterior",
     "solver_nelbo",
     "gather_slots",
@@ -58,6 +61,8 @@ class PosteriorSDE(nn.Module):
     t0, t1, dt : float
         Solve interval and fixed step.
     sde_type : {"ito", "stratonovich"}
+    offset : Tensor ``(B,)``, optional
+        Absolute time of each row at solver time 0 (default 0).
     """
 
     noise_type = "diagonal"
@@ -70,19 +75,25 @@ class PosteriorSDE(nn.Module):
         t1: float,
         dt: float,
         sde_type: str = "ito",
+        offset: torch.Tensor | None = None,
     ):
         super().__init__()
         if sde_type not in ("ito", "stratonovich"):
             raise ValueError(f"sde_type must be 'ito' or 'stratonovich', got {sde_type!r}")
         self.model, self.encoded, self.sde_type = model, encoded, sde_type
         self.t0, self.dt = t0, dt
+        b = encoded.times.shape[0]
+        self.offset = encoded.times.new_zeros(b) if offset is None else offset.to(encoded.times)
         self._cache: tuple = (None, None, None)
         if model.posterior == "drift":
             steps = max(1, math.ceil((t1 - t0) / dt - 1e-6))
             lattice = t0 + dt * torch.arange(steps + 1).to(encoded.times)
             lattice[-1] = t1
-            b = encoded.times.shape[0]
-            self.contexts = model.encoder.context(encoded, lattice.expand(b, -1))
+            self.contexts = model.encoder.context(encoded, self.offset[:, None] + lattice)
+
+    def _absolute(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` absolute times of solver time ``t``."""
+        return self.offset.to(z) + t.to(z)
 
     def adjoint_parameters(self) -> tuple[torch.Tensor, ...]:
         """Everything ``f``, ``g``, ``h`` depend on directly (``sdeint_adjoint``'s params)."""
@@ -98,7 +109,7 @@ class PosteriorSDE(nn.Module):
                 torch.clamp(torch.round((t - self.t0) / self.dt), 0, self.contexts.shape[1] - 1)
             )
             return self.model.posterior_drift(self.contexts[:, k], z)
-        t = t.to(z).expand(z.shape[0])
+        t = self._absolute(t, z)
         drift, _ = implied_posterior_drift(self.model, self.encoded, t[:, None], z[:, None])
         return drift[:, 0]
 
@@ -109,7 +120,7 @@ class PosteriorSDE(nn.Module):
         cached_t, cached_z, shift = self._cache
         if cached_t is t and cached_z is z:
             return shift
-        _, half_div = diffusion_with_divergence(self.model, t.to(z).expand(z.shape[0]), z)
+        _, half_div = diffusion_with_divergence(self.model, self._absolute(t, z), z)
         self._cache = (t, z, 0.5 * half_div)
         return 0.5 * half_div
 
@@ -117,11 +128,11 @@ class PosteriorSDE(nn.Module):
         return self._ito_posterior_drift(t, z) - self._stratonovich_shift(t, z)
 
     def h(self, t, z):
-        prior = self.model.prior_drift(t.to(z).expand(z.shape[0]), z)
+        prior = self.model.prior_drift(self._absolute(t, z), z)
         return prior - self._stratonovich_shift(t, z)
 
     def g(self, t, z):
-        return self.model.diffusion(t.to(z).expand(z.shape[0]), z)
+        return self.model.diffusion(self._absolute(t, z), z)
 
 
 class PriorSDE(nn.Module):
@@ -162,10 +173,16 @@ def observation_grid(series: ObservedSeries, extra: torch.Tensor | None = None) 
         raise ValueError(
             "solver-based training and evaluation need every sequence of a batch to start "
             f"at the same time, got starts from {float(start.min()):g} to "
-            f"{float(start.max()):g}; shift each sequence's times to start at 0 or train "
-            "with --method matching"
+            f"{float(start.max()):g}; pass relative_times(series) and give the starts "
+            "as the solver's offset"
         )
     return grid
+
+
+def relative_times(series: ObservedSeries) -> tuple[ObservedSeries, torch.Tensor]:
+    """``series`` with each sequence's times shifted to start at 0, and the starts ``(B,)``."""
+    start = series.start
+    return ObservedSeries(series.times - start[:, None], series.values, series.mask), start
 
 
 def solve_posterior(
@@ -176,17 +193,19 @@ def solve_posterior(
     dt: float,
     seed: int,
     method: str = "euler",
+    offset: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve the posterior SDE with ``logqp=True`` on ``grid``.
 
     ``method``: ``"euler"`` (Itô, no gradients needed), ``"backprop"`` or ``"adjoint"``
-    (Stratonovich reversible Heun). Returns ``zs`` ``(G, B, D)`` and the path-KL increments
+    (Stratonovich reversible Heun). ``offset`` ``(B,)``: absolute time of each row at
+    ``grid``'s solver time 0. Returns ``zs`` ``(G, B, D)`` and the path-KL increments
     ``(G - 1, B)``.
     """
     if method not in ("euler", "backprop", "adjoint"):
         raise ValueError(f"method must be 'euler', 'backprop' or 'adjoint', got {method!r}")
     sde_type = "ito" if method == "euler" else "stratonovich"
-    sde = PosteriorSDE(model, encoded, float(grid[0]), float(grid[-1]), dt, sde_type)
+    sde = PosteriorSDE(model, encoded, float(grid[0]), float(grid[-1]), dt, sde_type, offset)
     bm = torchsde.BrownianInterval(
         t0=float(grid[0]),
         t1=float(grid[-1]),
@@ -225,7 +244,7 @@ def solver_nelbo(
     Parameters
     ----------
     model : LatentSDE
-    series : ObservedSeries, batch ``B``; all sequences start at the same time
+    series : ObservedSeries, batch ``B``; sequences may start at different times
     method : {"adjoint", "backprop", "euler"}
     dt : float
         Solver step.
@@ -233,15 +252,15 @@ def solver_nelbo(
         Source of ``z_t0`` noise and of the Brownian motion's seed.
     """
     encoded = model.encode(series)
-    grid = observation_grid(series)
-    t0 = grid[0].expand(len(series))[:, None]
-    mu0, sigma0 = model.marginal(encoded, t0)
+    relative, start = relative_times(series)
+    grid = observation_grid(relative)
+    mu0, sigma0 = model.marginal(encoded, start[:, None])
     eps = torch.randn(mu0[:, 0].shape, generator=generator).to(mu0)
     z0 = mu0[:, 0] + sigma0[:, 0] * eps
     seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
-    zs, log_ratio = solve_posterior(model, encoded, z0, grid, dt, seed, method)
-    z_slots, path_kl = gather_slots(zs, log_ratio, grid, series)
-    reconstruction = -model.decoder.log_prob(series.values, z_slots, series.mask)
+    zs, log_ratio = solve_posterior(model, encoded, z0, grid, dt, seed, method, start)
+    z_slots, path_kl = gather_slots(zs, log_ratio, grid, relative)
+    reconstruction = -model.decoder.log_prob(series.values, z_slots, series.mask, series.times)
     return NELBOTerms(reconstruction, model.initial_kl(mu0[:, 0], sigma0[:, 0]), path_kl)
 
 

@@ -8,10 +8,13 @@
   (the matching loss with 64 random times per sequence) is reported as well: their implied
   posterior drift has a term ``-1/2 g^2 (z - mu) / sigma^2`` that is stiff where the
   posterior is sharp, so the solver estimate needs a small ``dt`` to agree with it.
-- **Forecast**: ``M`` members start from the posterior at each sequence's last observed
-  time and follow the prior SDE; each member is decoded with observation noise. Scores:
-  MSE of the ensemble mean and CRPS (:func:`sciml_diffusion.metrics.crps_ensemble`, the
-  plain ensemble estimator) against the held-back future.
+- **Forecast**: ``M`` members start from the posterior at each sequence's own last observed
+  time and follow the prior SDE; each member is decoded with observation noise. The start
+  is drawn from the encoder's marginal ``N(mu(t_end), sigma(t_end)^2)`` for SDE-matching
+  models (no solve) or from a posterior-SDE solve over the window for drift models.
+  Sequences may start and end at different times. Scores: MSE of the ensemble mean and
+  CRPS (:func:`sciml_diffusion.metrics.crps_ensemble`; the fair estimator by default,
+  ``fair=False`` for the plain one) against the held-back future.
 - **Interpolation**: MSE of the posterior mean, decoded, at held-out times inside the window
   (the encoder does not see them).
 - **OU parameters**: for a one-dimensional model, the learned prior mapped into data space
@@ -33,6 +36,7 @@ from sciml_diffusion.sde.baselines import (
     PriorSDE,
     gather_slots,
     observation_grid,
+    relative_times,
     solve_posterior,
 )
 from sciml_diffusion.sde.latent import LatentSDE
@@ -43,6 +47,8 @@ __all__ = [
     "Evaluation",
     "PosteriorPaths",
     "posterior_paths",
+    "marginal_at_end",
+    "forecast_from_states",
     "forecast_from_paths",
     "forecast",
     "evaluate",
@@ -95,26 +101,105 @@ def posterior_paths(
 ) -> PosteriorPaths:
     """Solve the posterior SDE of ``series`` (normalised) for ``members`` paths each.
 
-    ``extra_times`` (any shape) are added to the output grid (held-out times).
+    Sequences may start at different times: the solve runs on times relative to each
+    sequence's start (``grid`` is relative). ``extra_times`` (any shape, relative to the
+    starts) are added to the output grid (held-out times).
     """
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         encoded = model.encode(series).repeat(members)
-        grid = observation_grid(series, extra_times)
+        relative, start = relative_times(series)
+        grid = observation_grid(relative, extra_times)
+        offset = start.repeat_interleave(members, 0)
         b = len(series) * members
-        mu0, sigma0 = model.marginal(encoded, grid[0].expand(b)[:, None])
+        mu0, sigma0 = model.marginal(encoded, offset[:, None])
         mu0, sigma0 = mu0[:, 0], sigma0[:, 0]
         z0 = mu0 + sigma0 * torch.randn(mu0.shape, generator=generator).to(mu0)
-        zs, log_ratio = solve_posterior(model, encoded, z0, grid, dt, seed, "euler")
-        z_slots, path_kl = gather_slots(zs, log_ratio, grid, series)
-        rep = _repeat(series, members)
-        reconstruction = -model.decoder.log_prob(rep.values, z_slots, rep.mask)
+        zs, log_ratio = solve_posterior(model, encoded, z0, grid, dt, seed, "euler", offset)
+        z_slots, path_kl = gather_slots(zs, log_ratio, grid, relative)
+        rep = _repeat(relative, members)
+        absolute = _repeat(series, members).times
+        reconstruction = -model.decoder.log_prob(rep.values, z_slots, rep.mask, absolute)
         nelbo = reconstruction + model.initial_kl(mu0, sigma0) + path_kl
         end = torch.searchsorted(grid, rep.end.contiguous())
         at_end = zs[end, torch.arange(b, device=zs.device)]
     return PosteriorPaths(grid, zs, nelbo.reshape(-1, members).mean(-1), at_end, members)
+
+
+def marginal_at_end(
+    model: LatentSDE, series: ObservedSeries, members: int = 8, seed: int = 0
+) -> torch.Tensor:
+    """``members`` draws of ``z`` from the encoder's marginal at each sequence's last observed
+    time, ``N(mu(t_end), sigma(t_end)^2)``: ``(B * M, D)``, rows ``b * M + m``.
+
+    For SDE-matching models this marginal *is* the posterior at ``t_end``, so no posterior
+    SDE needs solving before a forecast.
+    """
+    if model.posterior != "marginal":
+        raise ValueError(
+            "the encoder's marginal at t_end is the posterior only for posterior='marginal' "
+            "models; use posterior_paths for drift models"
+        )
+    if members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        mu, sigma = model.marginal(model.encode(series), series.end[:, None])
+        mu = mu[:, 0].repeat_interleave(members, 0)
+        sigma = sigma[:, 0].repeat_interleave(members, 0)
+        return mu + sigma * torch.randn(mu.shape, generator=generator).to(mu)
+
+
+def forecast_from_states(
+    model: LatentSDE,
+    states: torch.Tensor,
+    end: torch.Tensor,
+    lead_times: torch.Tensor,
+    dt: float = 1e-2,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the prior SDE forward from latent states at each sequence's end.
+
+    Parameters
+    ----------
+    states : ``(B * M, D)`` latent states at the ends, rows ``b * M + m``
+    end : ``(B,)`` last observed (absolute) time of each sequence
+    lead_times : ``(H,)`` increasing times after the end, all ``> 0``
+
+    Returns
+    -------
+    means, samples : ``(M, B, H, C)`` decoded means and draws with observation noise
+    (normalised units).
+    """
+    lead_times = torch.as_tensor(lead_times).to(states)
+    if lead_times.ndim != 1 or not (lead_times > 0).all() or (lead_times.diff() <= 0).any():
+        raise ValueError("lead_times must be a 1-D increasing tensor of times > 0")
+    m = states.shape[0] // len(end)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        grid = torch.cat([lead_times.new_zeros(1), lead_times])
+        offset = end.to(states).repeat_interleave(m, 0)
+        bm = torchsde.BrownianInterval(
+            t0=0.0,
+            t1=float(grid[-1]),
+            size=tuple(states.shape),
+            dt=dt,
+            dtype=states.dtype,
+            device=states.device,
+            entropy=seed + 1,
+            levy_area_approximation="none",
+        )
+        zs = torchsde.sdeint(PriorSDE(model, offset), states, grid, bm=bm, dt=dt, method="euler")
+        means = model.decoder.mean(zs[1:], offset + grid[1:, None])
+        noise = torch.randn(means.shape, generator=generator).to(means)
+        samples = means + model.decoder.std * noise
+    shape = (len(lead_times), len(end), m, -1)
+    return (
+        means.reshape(shape).permute(2, 1, 0, 3),
+        samples.reshape(shape).permute(2, 1, 0, 3),
+    )
 
 
 def forecast_from_paths(
@@ -125,48 +210,8 @@ def forecast_from_paths(
     dt: float = 1e-2,
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the prior forward from ``paths.at_end``.
-
-    Parameters
-    ----------
-    end : ``(B,)`` last observed time of each sequence
-    lead_times : ``(H,)`` increasing times after the end, all ``> 0``
-
-    Returns
-    -------
-    means, samples : ``(M, B, H, C)`` decoded means and draws with observation noise
-    (normalised units).
-    """
-    lead_times = torch.as_tensor(lead_times).to(paths.zs)
-    if lead_times.ndim != 1 or not (lead_times > 0).all() or (lead_times.diff() <= 0).any():
-        raise ValueError("lead_times must be a 1-D increasing tensor of times > 0")
-    m = paths.members
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        grid = torch.cat([lead_times.new_zeros(1), lead_times])
-        offset = end.to(paths.zs).repeat_interleave(m, 0)
-        bm = torchsde.BrownianInterval(
-            t0=0.0,
-            t1=float(grid[-1]),
-            size=tuple(paths.at_end.shape),
-            dt=dt,
-            dtype=paths.zs.dtype,
-            device=paths.zs.device,
-            entropy=seed + 1,
-            levy_area_approximation="none",
-        )
-        zs = torchsde.sdeint(
-            PriorSDE(model, offset), paths.at_end, grid, bm=bm, dt=dt, method="euler"
-        )[1:]
-        means = model.decoder.mean(zs)
-        noise = torch.randn(means.shape, generator=generator).to(means)
-        samples = means + model.decoder.std * noise
-    b = paths.at_end.shape[0] // m
-    shape = (len(lead_times), b, m, -1)
-    return (
-        means.reshape(shape).permute(2, 1, 0, 3),
-        samples.reshape(shape).permute(2, 1, 0, 3),
-    )
+    """:func:`forecast_from_states` from ``paths.at_end``."""
+    return forecast_from_states(model, paths.at_end, end, lead_times, dt, seed)
 
 
 def forecast(
@@ -178,14 +223,20 @@ def forecast(
     seed: int = 0,
     normalizer: ChannelNormalizer | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forecast ``members`` trajectories after each sequence's last observation.
+    """Forecast ``members`` trajectories after each sequence's own last observation.
 
-    ``series`` in data units when a ``normalizer`` is given (normalised otherwise).
+    ``series`` in data units when a ``normalizer`` is given (normalised otherwise); its
+    sequences may start and end at different times. ``lead_times`` ``(H,)`` count from each
+    sequence's end. SDE-matching models start from the encoder's marginal at the end
+    (:func:`marginal_at_end`), drift models from a posterior solve over the window.
     Returns ``means, samples`` ``(M, B, H, C)`` in the same units as ``series``.
     """
     norm = normalizer.normalize(series) if normalizer is not None else series
-    paths = posterior_paths(model, norm, members, dt, seed)
-    means, samples = forecast_from_paths(model, paths, norm.end, lead_times, dt, seed)
+    if model.posterior == "marginal":
+        states = marginal_at_end(model, norm, members, seed)
+    else:
+        states = posterior_paths(model, norm, members, dt, seed).at_end
+    means, samples = forecast_from_states(model, states, norm.end, lead_times, dt, seed)
     if normalizer is not None:
         means, samples = normalizer.denormalize(means), normalizer.denormalize(samples)
     return means, samples
@@ -201,6 +252,7 @@ def evaluate(
     dt: float = 1e-2,
     seed: int = 0,
     batch_size: int = 64,
+    fair: bool = True,
 ) -> Evaluation:
     """Score ``model`` on test sequences (all in data units).
 
@@ -219,6 +271,9 @@ def evaluate(
         Posterior paths (and forecast members) per sequence.
     batch_size : int
         Sequences per solve.
+    fair : bool
+        Fair CRPS estimator (unbiased in ``M``); ``False`` for the plain one, which the
+        SDE-matching results page (docs/results/sde_matching.md) used.
     """
     totals = {"nelbo": 0.0, "values": 0.0, "se": 0.0, "crps": 0.0, "n_f": 0.0}
     totals.update(interp=0.0, n_i=0.0, free=0.0)
@@ -235,6 +290,7 @@ def evaluate(
             dt,
             seed + start,
             totals,
+            fair,
         )
     n = len(observed)
     return Evaluation(
@@ -248,9 +304,10 @@ def evaluate(
 
 
 @torch.no_grad()
-def _evaluate_batch(model, observed, normalizer, future, heldout, members, dt, seed, totals):
+def _evaluate_batch(model, observed, normalizer, future, heldout, members, dt, seed, totals, fair):
     norm = normalizer.normalize(observed)
-    extra = None if heldout is None else heldout.times[heldout.observed]
+    start = norm.start
+    extra = None if heldout is None else (heldout.times - start[:, None])[heldout.observed]
     paths = posterior_paths(model, norm, members, dt, seed, extra)
     log_std = normalizer.std.to(norm.values).log()
     jacobian = (norm.mask * log_std).sum((-2, -1))
@@ -267,12 +324,14 @@ def _evaluate_batch(model, observed, normalizer, future, heldout, members, dt, s
         samples = normalizer.denormalize(samples)
         truth, mask = future.values, future.mask.to(future.values)
         totals["se"] += float((((means.mean(0) - truth) ** 2) * mask).sum())
-        crps = crps_ensemble(samples.cpu(), truth.cpu(), member_dim=0, fair=False)
+        crps = crps_ensemble(samples.cpu(), truth.cpu(), member_dim=0, fair=fair)
         totals["crps"] += float(np.sum(np.asarray(crps) * mask.cpu().numpy()))
         totals["n_f"] += float(mask.sum())
     if heldout is not None:
-        decoded = model.decoder.mean(paths.zs)
-        index = torch.searchsorted(paths.grid, heldout.times.contiguous())
+        offset = start.repeat_interleave(members, 0)
+        decoded = model.decoder.mean(paths.zs, paths.grid[:, None] + offset)
+        relative = (heldout.times - start[:, None]).contiguous()
+        index = torch.searchsorted(paths.grid, relative)
         index = index.clamp_max(len(paths.grid) - 1)
         b = len(heldout)
         rows = torch.arange(b * members, device=decoded.device)[:, None]

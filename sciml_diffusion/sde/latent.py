@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sciml_diffusion.sde.covariates import RawTime, make_covariates
 from sciml_diffusion.sde.series import ObservedSeries
 
 __all__ = [
@@ -137,6 +138,13 @@ class AttentionEncoder(nn.Module):
         Attention heads and their size ``d``.
     time_scale : float
         Typical window length; sets the time features and the initial widths.
+    covariates : nn.Module, optional
+        Known covariates of absolute time ``(*)`` -> ``(*, F)`` (e.g. the calendar phase,
+        :mod:`sciml_diffusion.sde.covariates`), added to every slot's and query's features.
+
+    The time features are of the time *since the sequence's first observation*, so the
+    encoder reads a window the same way wherever it lies in the record; absolute time
+    enters only through ``covariates``.
     """
 
     def __init__(
@@ -147,24 +155,35 @@ class AttentionEncoder(nn.Module):
         heads: int = 4,
         head_dim: int = 16,
         time_scale: float = 1.0,
+        covariates: nn.Module | None = None,
     ):
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
         self.time = TimeEmbedding(time_scale=time_scale)
+        self.covariates = covariates
+        features = self.time.dim + (covariates.dim if covariates is not None else 0)
         width = heads * head_dim
-        self.observation_net = _mlp(2 * data_dim + self.time.dim, hidden, 2 * width)
-        self.query_net = _mlp(self.time.dim, hidden, width)
+        self.observation_net = _mlp(2 * data_dim + features, hidden, 2 * width)
+        self.query_net = _mlp(features, hidden, width)
         widths = time_scale * torch.logspace(math.log10(0.02), math.log10(0.5), heads)
         self.log_width = nn.Parameter(widths.log())
-        self.readout = _mlp(width + self.time.dim, hidden, context_dim)
+        self.readout = _mlp(width + features, hidden, context_dim)
+
+    def time_features(self, t: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """Features of times ``t`` ``(B, K)`` relative to ``reference`` ``(B,)``."""
+        emb = self.time(t - reference[:, None])
+        if self.covariates is None:
+            return emb
+        return torch.cat([emb, self.covariates(t)], -1)
 
     def encode(self, series: ObservedSeries) -> EncodedSequence:
         """Keys and values of every slot of ``series`` (batch ``B``)."""
         values = torch.where(series.mask, series.values, torch.zeros_like(series.values))
-        features = torch.cat([values, series.mask.to(values), self.time(series.times)], -1)
+        reference = series.start
+        times = self.time_features(series.times, reference)
+        features = torch.cat([values, series.mask.to(values), times], -1)
         keys, values = self.observation_net(features).chunk(2, -1)
         shape = (*keys.shape[:2], self.heads, self.head_dim)
-        reference = series.start
         lag = (series.times - reference[:, None])[..., None]  # (B, T, 1)
         c = 0.5 * torch.exp(-2.0 * self.log_width)  # (H,)
         padding = (~series.observed).to(values)[..., None]
@@ -177,7 +196,7 @@ class AttentionEncoder(nn.Module):
     def context(self, encoded: EncodedSequence, t: torch.Tensor) -> torch.Tensor:
         """Context at query times ``t`` ``(B, K)`` -> ``(B, K, context_dim)``."""
         b, k = t.shape
-        emb = self.time(t)
+        emb = self.time_features(t, encoded.reference)
         query = _rows(self.query_net, emb).reshape(b, k, self.heads, self.head_dim)
         lag = (t - encoded.reference[:, None])[..., None, None].expand(b, k, self.heads, 1)
         query = torch.cat([query, lag, torch.ones_like(lag)], -1)
@@ -190,8 +209,9 @@ class AttentionEncoder(nn.Module):
 class ElementwiseDiffusion(nn.Module):
     """Diagonal diffusion with one small network per latent coordinate.
 
-    ``g_i(z, t) = g_min + softplus(sum_k v_ik tanh(w_ik z_i + u_ik t + c_ik) + e_i)`` depends on
-    ``z`` only through ``z_i``.
+    ``g_i(z, t) = g_min + softplus(sum_k v_ik tanh(w_ik z_i + u_ik . c(t) + c_ik) + e_i)``
+    depends on ``z`` only through ``z_i``; ``c(t)`` are known covariates of time (none, the
+    time itself, or the calendar phase: :mod:`sciml_diffusion.sde.covariates`).
 
     Parameters
     ----------
@@ -200,19 +220,28 @@ class ElementwiseDiffusion(nn.Module):
         Hidden units per coordinate.
     init : float
         Initial value of ``g`` at ``z = 0``.
-    time_dependent : bool
-        Whether ``g`` depends on ``t``.
+    covariates : nn.Module, optional
+        ``c``: ``(*)`` -> ``(*, F)``; ``g`` is independent of ``t`` without it.
     """
 
     elementwise = True
 
-    def __init__(self, latent_dim: int, hidden: int = 16, init: float = 0.3, time_dependent=False):
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: int = 16,
+        init: float = 0.3,
+        covariates: nn.Module | None = None,
+    ):
         super().__init__()
         self.w = nn.Parameter(torch.randn(latent_dim, hidden))
         self.c = nn.Parameter(torch.randn(latent_dim, hidden) * 0.5)
         self.v = nn.Parameter(torch.randn(latent_dim, hidden) / hidden)
         self.e = nn.Parameter(torch.full((latent_dim,), _softplus_inverse(init - 1e-3)))
-        self.u = nn.Parameter(torch.zeros(latent_dim, hidden)) if time_dependent else None
+        self.covariates = covariates
+        self.u = None
+        if covariates is not None:
+            self.u = nn.Parameter(torch.zeros(latent_dim, hidden, covariates.dim))
 
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``t`` broadcastable to ``z.shape[:-1]``, ``z`` ``(*, D)`` -> ``g`` ``(*, D)``."""
@@ -224,7 +253,8 @@ class ElementwiseDiffusion(nn.Module):
         """``g`` and ``dg_i/dz_i`` in closed form, each ``(*, D)``."""
         pre = z[..., None] * self.w + self.c
         if self.u is not None:
-            pre = pre + torch.as_tensor(t).to(z)[..., None, None] * self.u
+            features = self.covariates(torch.as_tensor(t).to(z).expand(z.shape[:-1]))
+            pre = pre + (features[..., None, None, :] * self.u).sum(-1)
         hidden = torch.tanh(pre)
         activation = (hidden * self.v).sum(-1) + self.e
         slope = ((1 - hidden**2) * self.v * self.w).sum(-1)
@@ -258,18 +288,35 @@ class ConstantDiffusion(nn.Module):
 
 
 class GaussianDecoder(nn.Module):
-    """``p(x | z) = N(W z + b, diag(s^2))`` with a learnable or fixed ``s``.
+    """``p(x | z, t) = N(W z + b + B c(t), diag(s^2))`` with a learnable or fixed ``s``.
+
+    With ``covariates`` the mean has a known-time part ``B c(t)`` (``B`` starts at zero):
+    with calendar-phase covariates it is a Fourier series of the seasonal cycle, so the
+    latent SDE carries the anomalies from it. Without, ``B c(t) = 0`` and ``t`` is unused.
 
     Parameters
     ----------
     latent_dim, data_dim : int
     std : float or None
         Fixed observation std, or ``None`` to learn one per channel (initialised at 0.1).
+    covariates : nn.Module, optional
+        ``c``: ``(*)`` -> ``(*, F)``.
     """
 
-    def __init__(self, latent_dim: int, data_dim: int, std: float | None = None):
+    def __init__(
+        self,
+        latent_dim: int,
+        data_dim: int,
+        std: float | None = None,
+        covariates: nn.Module | None = None,
+    ):
         super().__init__()
         self.linear = nn.Linear(latent_dim, data_dim)
+        self.covariates = covariates
+        self.seasonal = None
+        if covariates is not None:
+            self.seasonal = nn.Linear(covariates.dim, data_dim, bias=False)
+            nn.init.zeros_(self.seasonal.weight)
         if std is None:
             self.log_std = nn.Parameter(torch.full((data_dim,), math.log(0.1)))
         else:
@@ -281,25 +328,41 @@ class GaussianDecoder(nn.Module):
     def std(self) -> torch.Tensor:
         return self.log_std.exp()
 
-    def mean(self, z: torch.Tensor) -> torch.Tensor:
-        """``(*, D)`` -> ``(*, C)``."""
-        return self.linear(z)
+    def mean(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` ``(*, D)`` at times ``t`` ``(*)`` -> ``(*, C)`` (``t`` needed with covariates)."""
+        out = self.linear(z)
+        if self.seasonal is None:
+            return out
+        if t is None:
+            raise ValueError("this decoder depends on time; pass the times t")
+        t = torch.as_tensor(t).to(z).expand(z.shape[:-1])
+        return out + self.seasonal(self.covariates(t))
 
-    def log_prob(self, x: torch.Tensor, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Sum over observed entries of ``log N(x; W z + b, s^2)``, ``(B, T, C)`` -> ``(B,)``."""
-        resid = (x - self.mean(z)) / self.std
+    def log_prob(
+        self, x: torch.Tensor, z: torch.Tensor, mask: torch.Tensor, t: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Sum over observed entries of ``log N(x; mean(z, t), s^2)``, ``(B, T, C)`` -> ``(B,)``.
+
+        ``t`` ``(B, T)``: the times of the slots (needed when the decoder depends on time).
+        """
+        resid = (x - self.mean(z, t)) / self.std
         logp = -0.5 * resid**2 - self.log_std - 0.5 * math.log(2 * math.pi)
         return torch.where(mask, logp, torch.zeros_like(logp)).sum((-2, -1))
 
     def expected_log_prob(
-        self, x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor
+        self,
+        x: torch.Tensor,
+        mu: torch.Tensor,
+        sigma: torch.Tensor,
+        mask: torch.Tensor,
+        t: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``E_{z ~ N(mu, sigma^2)} log p(x | z)`` in closed form (the decoder is linear).
+        """``E_{z ~ N(mu, sigma^2)} log p(x | z, t)`` in closed form (linear in ``z``).
 
-        ``x`` ``(B, T, C)``, ``mu``, ``sigma`` ``(B, T, D)`` -> ``(B,)``.
+        ``x`` ``(B, T, C)``, ``mu``, ``sigma`` ``(B, T, D)``, ``t`` ``(B, T)`` -> ``(B,)``.
         """
         variance = (sigma**2) @ (self.linear.weight**2).T
-        resid = (x - self.mean(mu)) / self.std
+        resid = (x - self.mean(mu, t)) / self.std
         logp = -0.5 * (resid**2 + variance / self.std**2) - self.log_std
         logp = logp - 0.5 * math.log(2 * math.pi)
         return torch.where(mask, logp, torch.zeros_like(logp)).sum((-2, -1))
@@ -351,9 +414,22 @@ class LatentSDE(nn.Module):
     time_scale : float
         Typical observation window length (sets time features).
     autonomous : bool
-        Prior drift and diffusion independent of ``t`` (needed to forecast far ahead).
+        Prior drift and diffusion independent of ``t`` (needed to forecast far ahead), unless
+        ``period`` or ``covariate_series`` give them bounded covariates of time.
+        ``autonomous=False`` alone feeds the raw time ``t`` (only inside the trained span).
     heads : int
         Attention heads of the encoder.
+    period : float, optional
+        Seasonal period in the data's time units: drift, elementwise diffusion and encoder
+        see the calendar phase as ``harmonics`` sin/cos pairs.
+    harmonics : int
+        Harmonics of the calendar phase.
+    covariate_series : dict, optional
+        ``{"times": (N,), "values": (N, F)}``, a known covariate series (interpolated
+        linearly in time) used instead of the calendar phase.
+    seasonal_decoder : bool
+        The decoder mean also has a part linear in the covariates (a seasonal cycle in data
+        space), so the latent SDE models anomalies from it (needs covariates).
     """
 
     def __init__(
@@ -368,6 +444,10 @@ class LatentSDE(nn.Module):
         time_scale: float = 1.0,
         autonomous: bool = True,
         heads: int = 4,
+        period: float | None = None,
+        harmonics: int = 2,
+        covariate_series: dict | None = None,
+        seasonal_decoder: bool = False,
     ):
         super().__init__()
         _check_choices(latent_dim, data_dim, diffusion, posterior)
@@ -382,19 +462,36 @@ class LatentSDE(nn.Module):
             "time_scale": time_scale,
             "autonomous": autonomous,
             "heads": heads,
+            "period": period,
+            "harmonics": harmonics,
+            "covariate_series": covariate_series,
+            "seasonal_decoder": seasonal_decoder,
         }
-        self.latent_dim, self.posterior, self.autonomous = latent_dim, posterior, autonomous
-        drift_inputs = latent_dim if autonomous else latent_dim + 1
-        self.prior_drift_net = _mlp(drift_inputs, hidden, latent_dim, layers=3)
+        self.latent_dim, self.posterior = latent_dim, posterior
+        self.covariates = make_covariates(autonomous, period, harmonics, covariate_series)
+        self.autonomous = self.covariates is None
+        features = 0 if self.covariates is None else self.covariates.dim
+        self.prior_drift_net = _mlp(latent_dim + features, hidden, latent_dim, layers=3)
         if diffusion == "elementwise":
-            self.diffusion = ElementwiseDiffusion(latent_dim, time_dependent=not autonomous)
+            self.diffusion = ElementwiseDiffusion(latent_dim, covariates=self.covariates)
         else:
             self.diffusion = ConstantDiffusion(latent_dim)
         self.initial_mean = nn.Parameter(torch.zeros(latent_dim))
         self.initial_log_std = nn.Parameter(torch.zeros(latent_dim))
-        self.decoder = GaussianDecoder(latent_dim, data_dim, decoder_std)
+        if seasonal_decoder and self.covariates is None:
+            raise ValueError(
+                "seasonal_decoder needs covariates of time: give a period or a covariate series"
+            )
+        self.decoder = GaussianDecoder(
+            latent_dim, data_dim, decoder_std, self.covariates if seasonal_decoder else None
+        )
         self.encoder = AttentionEncoder(
-            data_dim, context_dim, hidden, heads=heads, time_scale=time_scale
+            data_dim,
+            context_dim,
+            hidden,
+            heads=heads,
+            time_scale=time_scale,
+            covariates=None if isinstance(self.covariates, RawTime) else self.covariates,
         )
         self.marginal_head = _mlp(context_dim, hidden, 2 * latent_dim)
         if posterior == "drift":
@@ -406,10 +503,10 @@ class LatentSDE(nn.Module):
 
     def prior_drift(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``f_theta(z, t)``: ``z`` ``(*, D)``, ``t`` broadcastable to ``z.shape[:-1]``."""
-        if self.autonomous:
+        if self.covariates is None:
             return self.prior_drift_net(z)
         t = torch.as_tensor(t).to(z).expand(z.shape[:-1])
-        return self.prior_drift_net(torch.cat([z, t[..., None]], -1))
+        return self.prior_drift_net(torch.cat([z, self.covariates(t)], -1))
 
     def encode(self, series: ObservedSeries) -> EncodedSequence:
         return self.encoder.encode(series)

@@ -133,7 +133,7 @@ def sde_matching_loss(
     initial_kl = model.initial_kl(mu0[:, 0], sigma0[:, 0])
     mu_obs, sigma_obs = model.marginal(encoded, series.times)
     reconstruction = -model.decoder.expected_log_prob(
-        series.values, mu_obs, sigma_obs, series.mask
+        series.values, mu_obs, sigma_obs, series.mask, series.times
     )
     return NELBOTerms(reconstruction, initial_kl, path_kl)
 

@@ -220,7 +220,8 @@ def series_from_dataset(dataset, variable: str = "state") -> ObservedSeries:
     """Read an :class:`ObservedSeries` from a data set in the layout of this module.
 
     ``dataset`` is an ``xarray.Dataset`` or anything with an ``.xarray`` attribute (a
-    ``FieldDataset``). A variable without a ``channel`` dim is read as one channel.
+    ``FieldDataset``). A variable without a ``channel`` dim is read as one channel, one
+    without a ``sample`` dim as a single record.
     """
     ds = getattr(dataset, "xarray", dataset)
     if variable not in ds.data_vars:
@@ -231,6 +232,8 @@ def series_from_dataset(dataset, variable: str = "state") -> ObservedSeries:
     data = ds[variable]
     if "channel" not in data.dims:
         data = data.expand_dims("channel", axis=-1)
+    if "sample" not in data.dims and "time" in data.dims:
+        data = data.expand_dims("sample")  # one whole record
     missing = {"sample", "time"} - set(data.dims)
     if missing:
         raise ValueError(

@@ -192,6 +192,19 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.step_count = int(state["step"])
         self.train_seconds = float(state["train_seconds"])
+        self.rebuild_schedule()
+
+    def rebuild_schedule(self) -> None:
+        """Decay from the current learning rate to ``lr_final`` at ``config.steps``.
+
+        A run resumed with more (or fewer) total steps than it was started with keeps a
+        smooth exponential decay that still ends at ``lr_final``.
+        """
+        remaining = self.config.steps - self.step_count
+        if remaining <= 0:
+            return
+        current = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.gamma = (self.config.lr_final / current) ** (1.0 / remaining)
 
 
 @dataclass

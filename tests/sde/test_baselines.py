@@ -59,16 +59,31 @@ def test_solver_gradients_reach_every_parameter():
     assert unused == []
 
 
-def test_batches_must_share_their_start_time():
-    model = drift_model().float()
-    series = ObservedSeries.from_sequences(
-        [
-            (torch.tensor([0.0, 1.0]), torch.ones(2, 2)),
-            (torch.tensor([0.5, 1.0]), torch.ones(2, 2)),
-        ]
-    )
-    with pytest.raises(ValueError, match="start at the same time"):
-        solver_nelbo(model, series, "adjoint")
+def shifted(series, shifts):
+    """The same sequences with times moved by ``shifts`` ``(B,)``."""
+    return ObservedSeries(series.times + shifts[:, None], series.values, series.mask)
+
+
+@pytest.mark.parametrize(
+    "options, shift, same",
+    [
+        ({}, 3.7, True),  # autonomous: any shift leaves the NELBO unchanged
+        ({"period": 2.0}, 2.0, True),  # seasonal: a whole period leaves it unchanged
+        ({"period": 2.0}, 1.0, False),  # half a period changes the phase the model sees
+    ],
+)
+def test_solver_nelbo_of_sequences_with_different_starts(options, shift, same):
+    """Sequences starting at different times are solved together on relative times; the
+    calendar phase reaches drift, diffusion and encoder through absolute time."""
+    model = drift_model(**options)
+    if model.diffusion.u is not None:
+        torch.nn.init.normal_(model.diffusion.u)
+    series = small_series(batch=3).to("cpu")
+    series = ObservedSeries(series.times.double(), series.values.double(), series.mask)
+    moved = shifted(series, torch.tensor([0.0, shift, 2 * shift], dtype=torch.float64))
+    a = solver_nelbo(model, series, "euler", 0.05, torch.Generator().manual_seed(1)).nelbo
+    b = solver_nelbo(model, moved, "euler", 0.05, torch.Generator().manual_seed(1)).nelbo
+    assert torch.allclose(a, b, atol=1e-8) == same
 
 
 class SlopedDiffusion(nn.Module):
@@ -154,3 +169,22 @@ def test_evaluate_and_forecast_shapes_and_finiteness():
     lead = future.times[0] - observed.end[0]
     means, samples = forecast(model, observed, lead, members=3, dt=0.05, normalizer=normalizer)
     assert means.shape == samples.shape == (3, 5, 4, 2)
+
+
+@pytest.mark.parametrize("posterior", ["marginal", "drift"])
+def test_forecast_from_windows_with_different_starts(posterior):
+    """Each window is forecast from its own end: a window moved by a whole period gets the
+    same forecast (seasonal model, same seeds), one moved by half a period does not."""
+    torch.manual_seed(0)
+    model = LatentSDE(2, 3, hidden=16, context_dim=8, posterior=posterior, period=2.0).double()
+    torch.nn.init.normal_(model.diffusion.u)
+    base = small_series(batch=1)
+    base = ObservedSeries(base.times.double(), base.values.double(), base.mask)
+    lead = torch.tensor([0.25, 0.5], dtype=torch.float64)
+    outputs = {}
+    for shift in (0.0, 2.0, 1.0):
+        moved = shifted(base, torch.tensor([shift], dtype=torch.float64))
+        outputs[shift] = forecast(model, moved, lead, members=4, dt=0.05, seed=3)[0]
+    assert outputs[0.0].shape == (4, 1, 2, 2)
+    torch.testing.assert_close(outputs[0.0], outputs[2.0])
+    assert not torch.allclose(outputs[0.0], outputs[1.0], atol=1e-6)

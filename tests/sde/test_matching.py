@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from sciml_diffusion.sde.covariates import RawTime, SeasonalCovariates
 from sciml_diffusion.sde.latent import ConstantDiffusion, ElementwiseDiffusion, LatentSDE
 from sciml_diffusion.sde.matching import (
     diffusion_with_divergence,
@@ -126,10 +127,12 @@ def full_divergence_half(diffusion_fn, z):
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("time_dependent", [False, True])
-def test_elementwise_divergence_matches_full_autograd_divergence(time_dependent):
+@pytest.mark.parametrize("covariates", [None, RawTime(), SeasonalCovariates(12.0, 2)])
+def test_elementwise_divergence_matches_full_autograd_divergence(covariates):
     torch.manual_seed(1)
-    diffusion = ElementwiseDiffusion(3, time_dependent=time_dependent).double()
+    diffusion = ElementwiseDiffusion(3, covariates=covariates).double()
+    if diffusion.u is not None:
+        torch.nn.init.normal_(diffusion.u)
     model = LatentSDE(1, 3).double()
     model.diffusion = diffusion
     z = torch.randn(5, 3, dtype=torch.float64)
