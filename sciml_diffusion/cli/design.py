@@ -20,13 +20,14 @@ from sciml_diffusion.cli.checks import (
     positive_int,
 )
 
-__all__ = ["register"]
+__all__ = ["register", "CRITERION_NAMES"]
+
+#: the criteria of sciml_diffusion.inverse.design (kept here so that --help needs no torch)
+CRITERION_NAMES = ("eig", "greedy", "variance", "random")
 
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Add the ``design`` command."""
-    from sciml_diffusion.inverse.design.selection import CRITERIA
-
     design = groups.add_parser(
         "design", help="propose where to put the next sensors (Bayesian experimental design)"
     )
@@ -34,7 +35,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     design.add_argument("--observations", required=True, help="sensor file of placed sensors")
     design.add_argument("--add", type=positive_int, required=True, help="sensors to add")
     design.add_argument("--out", required=True, help="new sensor file (.nc)")
-    design.add_argument("--criterion", default="eig", choices=CRITERIA, help="how to pick")
+    design.add_argument("--criterion", default="eig", choices=CRITERION_NAMES, help="how to pick")
     design.add_argument(
         "--estimator", default="gaussian", choices=("gaussian", "pce"), help="EIG per reading"
     )

@@ -72,3 +72,10 @@ def test_design_bad_input_is_one_line_exit_2(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_criterion_names_match_the_library():
+    from sciml_diffusion.cli.design import CRITERION_NAMES
+    from sciml_diffusion.inverse.design.selection import CRITERIA
+
+    assert set(CRITERION_NAMES) == set(CRITERIA)
