@@ -121,6 +121,18 @@ class Forecaster:
         """Channel order."""
         return tuple(self.normalizer.variables)
 
+    def backbone_options(self, channels: int, cond_channels: int) -> dict:
+        """Keyword arguments of a :class:`ConditionalFNO` of the configured size on the grid."""
+        cfg = self.config
+        return dict(
+            channels=channels,
+            n_modes=[cfg.n_modes] * self.grid.ndim,
+            width=cfg.width,
+            n_layers=cfg.n_layers,
+            cond_channels=cond_channels,
+            domain=self.grid.bounds,
+        )
+
     @property
     def channels(self) -> int:
         return len(self.variables)

@@ -152,14 +152,7 @@ class DYffusion(Forecaster):
 
     def build(self):
         c, cfg = self.channels, self.config
-        common = dict(
-            channels=c,
-            n_modes=[cfg.n_modes] * self.grid.ndim,
-            width=cfg.width,
-            n_layers=cfg.n_layers,
-            cond_channels=cfg.context * c,
-            domain=self.grid.bounds,
-        )
+        common = self.backbone_options(c, cfg.context * c)
         self.times = interpolation_times(cfg.horizon, cfg.extra_steps)
         return {
             "interpolator": MCDropoutFNO(dropout=cfg.dropout, **common),

@@ -47,14 +47,7 @@ class GaussianDiffusionForecaster(Forecaster):
     def build(self):
         c, cfg = self.channels, self.config
         self.noise = make_noise(cfg, self.grid)
-        backbone = ConditionalFNO(
-            channels=cfg.horizon * c,
-            n_modes=[cfg.n_modes] * self.grid.ndim,
-            width=cfg.width,
-            n_layers=cfg.n_layers,
-            cond_channels=cfg.context * c,
-            domain=self.grid.bounds,
-        )
+        backbone = ConditionalFNO(**self.backbone_options(cfg.horizon * c, cfg.context * c))
         return {"model": EDMDenoiser(backbone, sigma_data=self.sigma_data)}
 
     def stage_loss(self, stage):

@@ -104,14 +104,8 @@ class RollingDiffusion(Forecaster):
     def build(self):
         c, cfg = self.channels, self.config
         self.noise = make_noise(cfg, self.grid)
-        backbone = ConditionalFNO(
-            channels=cfg.horizon * c,
-            n_modes=[cfg.n_modes] * self.grid.ndim,
-            width=cfg.width,
-            n_layers=cfg.n_layers,
-            cond_channels=cfg.context * c + cfg.horizon,
-            domain=self.grid.bounds,
-        )
+        options = self.backbone_options(cfg.horizon * c, cfg.context * c + cfg.horizon)
+        backbone = ConditionalFNO(**options)
         return {"model": RollingDenoiser(backbone, cfg.horizon, c, self.sigma_data)}
 
     def sigmas(self, tau: torch.Tensor) -> torch.Tensor:
