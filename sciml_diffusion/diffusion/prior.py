@@ -67,23 +67,23 @@ def member_generators(seed: int, n: int, device="cpu") -> list[torch.Generator]:
     return [torch.Generator(device).manual_seed(int(seed) * 1_000_003 + i) for i in range(n)]
 
 
-def read_run_config(path: str | os.PathLike) -> dict:
-    """The ``config.json`` of a prior run directory, validated."""
+def read_run_config(path: str | os.PathLike, format: str = FORMAT, kind: str = "prior") -> dict:
+    """The ``config.json`` of a ``kind`` run directory, checked to be of ``format``."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"no prior run directory at {path}")
+        raise FileNotFoundError(f"no {kind} run directory at {path}")
     file = path / CONFIG_FILE
     if not file.exists():
-        raise ValueError(f"{path} is not a prior run directory: it has no {CONFIG_FILE}")
+        raise ValueError(f"{path} is not a {kind} run directory: it has no {CONFIG_FILE}")
     try:
         config = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(
             f"{file} is not valid JSON ({error}); the run directory is damaged"
         ) from error
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    if not isinstance(config, dict) or config.get("format") != format:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{file} is not a sciml_diffusion prior config (format {found!r})")
+        raise ValueError(f"{file} is not a sciml_diffusion {kind} config (format {found!r})")
     return config
 
 

@@ -40,6 +40,7 @@ from sciml_diffusion.diffusion.prior import (
     NORMALIZER_FILE,
     load_checkpoint,
     member_generators,
+    read_run_config,
 )
 from sciml_diffusion.diffusion.training_state import save_state
 from sciml_diffusion.fields import FieldDataset, Grid, Normalizer
@@ -383,20 +384,7 @@ def masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def read_forecast_config(path: str | os.PathLike) -> dict:
     """The ``config.json`` of a forecaster run directory, validated."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"no forecaster run directory at {path}")
-    file = path / CONFIG_FILE
-    if not file.exists():
-        raise ValueError(f"{path} is not a forecaster run directory: it has no {CONFIG_FILE}")
-    try:
-        run = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{file} is not valid JSON ({error}); the run is damaged") from error
-    if not isinstance(run, dict) or run.get("format") != FORMAT:
-        found = run.get("format") if isinstance(run, dict) else type(run).__name__
-        raise ValueError(f"{file} is not a sciml_diffusion forecaster config (format {found!r})")
-    return run
+    return read_run_config(path, FORMAT, "forecaster")
 
 
 def check_resume(out: Path, config: ForecastConfig, resume: bool) -> dict | None:
