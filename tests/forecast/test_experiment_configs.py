@@ -13,7 +13,14 @@ FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "forecast_navier_
 
 
 @pytest.mark.parametrize(
-    "name", ["quick.json", "quick_ns.json", "quick_cylinder.json", "full.json"]
+    "name",
+    [
+        "quick.json",
+        "quick_ns.json",
+        "quick_cylinder.json",
+        "quick_cylinder_long.json",
+        "full.json",
+    ],
 )
 def test_experiment_config_is_valid(name):
     config = json.loads((FOLDER / name).read_text())
