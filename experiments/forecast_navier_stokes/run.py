@@ -8,7 +8,10 @@ Trajectories come from the package's own generator (``pdes.get(problem)``); the 
 ``spinup_frames`` of each are dropped. Training and test trajectories are disjoint. Every
 test trajectory is forecast from each of ``initial_times`` with ``members`` members and
 scored against its own continuation (CRPS, ensemble-mean MSE, spread-skill ratio; uniform
-weights on the periodic square), averaged over initial states. Writes, for config NAME,
+weights on the grid), averaged over initial states. ``variables`` (default vorticity)
+names the forecast variables; ``mask`` (optional) a variable of the data whose non-zero
+cells (e.g. the cylinder flow's ``solid``) are set to NaN, so that no loss or score sees
+them. Writes, for config NAME,
 ``docs/results/forecast_NAME.json`` (scores, timings, settings), ``..._scores.png`` and
 ``..._panels.png``; trained runs go to ``experiments/forecast_navier_stokes/runs/NAME``
 (rerunning resumes them).
