@@ -8,7 +8,10 @@ Trajectories come from the package's own generator (``pdes.get(problem)``); the 
 ``spinup_frames`` of each are dropped. Training and test trajectories are disjoint. Every
 test trajectory is forecast from each of ``initial_times`` with ``members`` members and
 scored against its own continuation (CRPS, ensemble-mean MSE, spread-skill ratio; uniform
-weights on the periodic square), averaged over initial states. Writes, for config NAME,
+weights on the grid), averaged over initial states. ``variables`` (default vorticity)
+names the forecast variables; ``mask`` (optional) a variable of the data whose non-zero
+cells (e.g. the cylinder flow's ``solid``) are set to NaN, so that no loss or score sees
+them. Writes, for config NAME,
 ``docs/results/forecast_NAME.json`` (scores, timings, settings), ``..._scores.png`` and
 ``..._panels.png``; trained runs go to ``experiments/forecast_navier_stokes/runs/NAME``
 (rerunning resumes them).
@@ -45,7 +48,7 @@ def main() -> None:
     if args.replot:
         results = json.loads((RESULTS / f"forecast_{config['name']}.json").read_text())
         plot_scores(
-            {m: from_table(r) for m, r in results["methods"].items()},
+            {m: from_table(r, variables(config)[0]) for m, r in results["methods"].items()},
             path=RESULTS / f"forecast_{config['name']}_scores.png",
             title=figure_title(config),
         )
@@ -87,10 +90,17 @@ def make_data(config):
     problem = pdes.get(config["problem"], **config.get("problem_parameters", {}))
     n_train, n_test = config["train_trajectories"], config["test_trajectories"]
     data = problem.generate(n_train + n_test, config["resolution"], seed=config["seed"])
-    ds = data.xarray[["vorticity"]].isel(time=slice(config["spinup_frames"], None))
+    ds = data.xarray[variables(config)].isel(time=slice(config["spinup_frames"], None))
+    if config.get("mask"):  # solid cells (mask variable != 0) become NaN: left out of losses
+        ds = ds.where(data.xarray[config["mask"]] == 0)
     train = FieldDataset(ds.isel(sample=slice(0, n_train)))
     test = FieldDataset(ds.isel(sample=slice(n_train, n_train + n_test)))
     return train, test, time.time() - t0
+
+
+def variables(config) -> list[str]:
+    """The forecast variables: ``config["variables"]``, default vorticity."""
+    return list(config.get("variables", ["vorticity"]))
 
 
 def train_method(method, config, train):
@@ -137,7 +147,16 @@ def evaluate_reference(name, train, test, config):
 
 
 def table(scores) -> dict:
-    row = scores.isel(variable=0)
+    """Scores of the first variable; with several, ``per_variable`` holds each one's."""
+    out = _row(scores.isel(variable=0))
+    if scores.sizes["variable"] > 1:
+        out["per_variable"] = {
+            str(v): _row(scores.sel(variable=v)) for v in scores["variable"].values
+        }
+    return out
+
+
+def _row(row) -> dict:
     out = {"lead_time": [int(v) for v in row["lead_time"].values]}
     for key in ("crps", "mse", "spread", "ssr"):
         out[key] = [None if np.isnan(v) else round(float(v), 5) for v in row[key].values]
@@ -145,20 +164,22 @@ def table(scores) -> dict:
 
 
 def figure_title(config) -> str:
-    problem = {"kolmogorov": "Kolmogorov flow", "navier_stokes": "Navier–Stokes"}.get(
-        config["problem"], config["problem"]
-    )
+    problem = {
+        "kolmogorov": "Kolmogorov flow",
+        "navier_stokes": "Navier–Stokes",
+        "cylinder": "Cylinder flow",
+    }.get(config["problem"], config["problem"])
     n = config["resolution"]
-    return f"{problem} vorticity, {n}x{n} grid, {config['members']} members"
+    return f"{problem} {variables(config)[0]}, {n}x{n} grid, {config['members']} members"
 
 
-def from_table(row: dict) -> xr.Dataset:
-    """Scores of one method back from the results JSON (one variable)."""
+def from_table(row: dict, variable: str = "vorticity") -> xr.Dataset:
+    """Scores of one method back from the results JSON (the first variable)."""
     data = {
         key: (("variable", "lead_time"), [[np.nan if v is None else v for v in row[key]]])
         for key in ("crps", "mse", "spread", "ssr")
     }
-    return xr.Dataset(data, coords={"variable": ["vorticity"], "lead_time": row["lead_time"]})
+    return xr.Dataset(data, coords={"variable": [variable], "lead_time": row["lead_time"]})
 
 
 def plot_panels(panels, test, config, path):

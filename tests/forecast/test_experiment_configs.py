@@ -12,10 +12,23 @@ from sciml_diffusion.forecast import ForecastConfig
 FOLDER = Path(__file__).resolve().parents[2] / "experiments" / "forecast_navier_stokes"
 
 
-@pytest.mark.parametrize("name", ["quick.json", "quick_ns.json", "full.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "quick.json",
+        "quick_ns.json",
+        "quick_cylinder.json",
+        "quick_cylinder_long.json",
+        "full.json",
+    ],
+)
 def test_experiment_config_is_valid(name):
     config = json.loads((FOLDER / name).read_text())
-    pdes.get(config["problem"], **config["problem_parameters"])
+    problem = pdes.get(config["problem"], **config["problem_parameters"])
+    names = {v.name for v in problem.variables}
+    assert set(config.get("variables", ["vorticity"])) <= names
+    if "solid" in names:  # solid cells must be masked out of every loss and score
+        assert config.get("mask") == "solid"
     frames = config["problem_parameters"]["steps"] + 1 - config["spinup_frames"]
     context = config["model"]["context"]
     assert max(config["initial_times"]) + max(config["lead_times"]) < frames
