@@ -42,6 +42,8 @@ __all__ = [
     "Problem",
     "sample_generator",
     "map_samples",
+    "batches",
+    "batch_device",
     "build_dataset",
     "unpack_fields",
     "resolve_grid",
@@ -171,6 +173,22 @@ def check_count(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"number of samples must be a positive integer, got {n!r}")
     return int(n)
+
+
+def batches(n: int, batch_size: int) -> tuple[list[int], list[int]]:
+    """First indices and sizes of the batches that cover ``n`` samples, ``batch_size`` each."""
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    starts = list(range(0, n, int(batch_size)))
+    return starts, [min(int(batch_size), n - s) for s in starts]
+
+
+def batch_device(device, workers: int) -> torch.device:
+    """The device a generator integrates on (CPU by default); worker processes need the CPU."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if workers != 1 and device.type != "cpu":
+        raise ValueError(f"workers={workers} needs device='cpu'; on {device} use workers=1")
+    return device
 
 
 def check_positive(name: str, value: float) -> float:

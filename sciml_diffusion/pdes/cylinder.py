@@ -38,6 +38,8 @@ from sciml_diffusion.fields import Grid
 from sciml_diffusion.fields.dataset import FieldDataset
 from sciml_diffusion.pdes.base import (
     Variable,
+    batch_device,
+    batches,
     build_dataset,
     check_count,
     check_positive,
@@ -527,13 +529,10 @@ class CylinderFlow(EvolutionProblem):
         n = check_count(n)
         grid = resolve_grid(self, grid)
         self.check_grid(grid)
-        device = torch.device(device) if device is not None else torch.device("cpu")
-        if workers != 1 and device.type != "cpu":
-            raise ValueError(f"workers={workers} needs device='cpu'; on {device} use workers=1")
+        starts, counts = batches(n, batch_size)
+        device = batch_device(device, workers)
         cells = grid.shape[0]
         draws = np.array([self.draw(cells, sample_generator(seed, i)) for i in range(n)])
-        starts = list(range(0, n, int(batch_size)))
-        counts = [min(int(batch_size), n - s) for s in starts]
         tasks = [
             (self, grid, draws[s : s + c], str(device), dtype) for s, c in zip(starts, counts)
         ]

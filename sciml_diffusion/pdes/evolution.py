@@ -23,6 +23,8 @@ from sciml_diffusion.fields import Grid
 from sciml_diffusion.fields.dataset import FieldDataset
 from sciml_diffusion.pdes.base import (
     Problem,
+    batch_device,
+    batches,
     build_dataset,
     check_count,
     check_positive,
@@ -167,13 +169,8 @@ class EvolutionProblem(Problem):
         n = check_count(n)
         grid = resolve_grid(self, grid)
         self.check_grid(grid)
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        device = torch.device(device) if device is not None else torch.device("cpu")
-        if workers != 1 and device.type != "cpu":
-            raise ValueError(f"workers={workers} needs device='cpu'; on {device} use workers=1")
-        starts = list(range(0, n, int(batch_size)))
-        counts = [min(int(batch_size), n - s) for s in starts]
+        starts, counts = batches(n, batch_size)
+        device = batch_device(device, workers)
         inner = progress and workers == 1  # a bar over time inside each batch, in this process
         tasks = [
             (self, grid, seed, s, c, str(device), dtype, inner) for s, c in zip(starts, counts)
