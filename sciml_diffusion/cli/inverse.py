@@ -61,6 +61,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     rec.add_argument("--overwrite", action="store_true")
     rec.add_argument("--plot", default=None, help="optional PNG of mean, std and sensors")
     rec.add_argument("--quiet", action="store_true", help="no progress bars")
+    rec.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (CPU: ignored)")
+    rec.add_argument("--compile", action="store_true", help="torch.compile the denoiser")
     rec.set_defaults(func=_reconstruct)
 
 
@@ -121,7 +123,7 @@ def _reconstruct(args: argparse.Namespace) -> None:
     check_plot_path(args.plot, overwrite=args.overwrite, inputs=inputs)
     device = check_device(args.device)
     obs = Observations.from_xarray(open_dataset(sensors))
-    prior = Prior.load(args.checkpoint, device=device)
+    prior = Prior.load(args.checkpoint, device=device, compile=args.compile)
     grid = prior.grid.with_shape(args.resolution) if args.resolution else None
     ds = reconstruct(
         prior,
@@ -137,6 +139,7 @@ def _reconstruct(args: argparse.Namespace) -> None:
         noise_std=args.noise_std,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        bf16=args.bf16,
     )
     ds.attrs.update(checkpoint=str(args.checkpoint), observations=str(args.observations))
     save_dataset(ds, out)

@@ -38,8 +38,8 @@ def register(groups: argparse._SubParsersAction) -> None:
         help="train a prior on a field data set",
         description="Train a diffusion prior. Unset options take the TrainConfig defaults "
         "(steps 2000, batch size 16, lr 1e-3, width 32, 12 modes, GRF noise); with --resume "
-        "they take the stored run's values, and only --steps, --checkpoint-every and "
-        "--device may differ from them.",
+        "they take the stored run's values, and only --steps, --checkpoint-every, --device, "
+        "--bf16 and --compile may differ from them.",
     )
     train.add_argument("--data", required=True, help="training data (.nc, .h5, .zarr)")
     train.add_argument("--variables", default=None, help="comma-separated, e.g. a,u (default all)")
@@ -65,6 +65,13 @@ def register(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
     train.add_argument("--seed", type=int, default=None, help="random seed")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_speed_flags(train)
+    train.add_argument(
+        "--pin-memory",
+        action="store_true",
+        default=None,
+        help="page-locked host batches for faster copies to the GPU (CUDA only)",
+    )
     train.add_argument("--force", action="store_true", help="skip the memory check")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
@@ -84,7 +91,24 @@ def register(groups: argparse._SubParsersAction) -> None:
     sample.add_argument("--plot", default=None, help="optional PNG of the first samples")
     sample.add_argument("--force", action="store_true", help="skip the memory check")
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_speed_flags(sample)
     sample.set_defaults(func=_sample)
+
+
+def _add_speed_flags(parser: argparse.ArgumentParser) -> None:
+    """``--bf16`` and ``--compile`` (GPU fast paths; off by default, no-ops on CPU for bf16)."""
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        default=None,
+        help="bfloat16 autocast around the network on CUDA (ignored on CPU)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the denoiser (eager with a warning if compilation fails)",
+    )
 
 
 #: command-line flag -> TrainConfig field
@@ -98,6 +122,9 @@ _FLAGS = {
     "checkpoint_every": "checkpoint_every",
     "device": "device",
     "seed": "seed",
+    "bf16": "bf16",
+    "compile": "compile",
+    "pin_memory": "pin_memory",
 }
 
 
@@ -185,7 +212,9 @@ def _sample(args: argparse.Namespace) -> None:
     out = check_output_file(args.out, overwrite=args.overwrite, inputs=[args.checkpoint])
     plot = check_plot_path(args.plot, overwrite=args.overwrite, inputs=[args.checkpoint, out])
     device = check_device(args.device)
-    prior = Prior.load(args.checkpoint, device=device)
+    prior = Prior.load(
+        args.checkpoint, device=device, bf16=bool(args.bf16), compile=bool(args.compile)
+    )
     shape = parse_resolution(args.resolution, prior.grid.shape)
     grid = prior.grid if shape is None else prior.grid.with_shape(shape)
     width = prior.config.get("model", {}).get("width", 32)

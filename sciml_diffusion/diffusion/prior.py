@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from sciml_diffusion.diffusion.acceleration import CompiledDenoiser, bf16_autocast
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
 from sciml_diffusion.diffusion.noise import NoiseProcess, noise_from_dict
 from sciml_diffusion.diffusion.precondition import EDMDenoiser
@@ -122,6 +123,11 @@ class Prior:
     layout : FieldDataset, optional
         The training data's layout (:meth:`FieldDataset.layout`): samples keep its
         coordinates, attributes, encodings and land mask.
+    bf16 : bool
+        Default of :meth:`sample_tensor`'s ``bf16``: bfloat16 autocast around each network
+        call on CUDA (a no-op on CPU; see :mod:`~sciml_diffusion.diffusion.acceleration`).
+    compile : bool
+        Call the denoiser through ``torch.compile`` when sampling (:meth:`compile`).
     """
 
     def __init__(
@@ -132,10 +138,34 @@ class Prior:
         grid: Grid,
         config: dict | None = None,
         layout: FieldDataset | None = None,
+        bf16: bool = False,
+        compile: bool = False,
     ):
         self.denoiser, self.noise, self.normalizer, self.grid = denoiser, noise, normalizer, grid
         self.config = config or {}
         self.layout = layout
+        self.bf16 = bool(bf16)
+        self._network = None
+        if compile:
+            self.compile()
+
+    def compile(self, backend: str | None = None, **options) -> Prior:
+        """Sample through ``torch.compile(self.denoiser)`` from now on; returns ``self``.
+
+        Compilation happens at the first denoiser call of each new shape (seconds to
+        minutes); if it fails the denoiser runs eagerly, with a warning
+        (:class:`~sciml_diffusion.diffusion.acceleration.CompiledDenoiser`). ``self.denoiser``
+        stays the plain module. ``backend`` and ``options`` go to ``torch.compile``.
+        """
+        self._network = CompiledDenoiser(self.denoiser, backend=backend, **options)
+        return self
+
+    @property
+    def network(self):
+        """What the samplers call: the compiled denoiser after :meth:`compile`, else it."""
+        if self._network is not None and self._network.module is self.denoiser:
+            return self._network
+        return self.denoiser
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -147,8 +177,11 @@ class Prior:
         return next(self.denoiser.parameters()).device
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device=None) -> Prior:
-        """Load a run directory written by :func:`~sciml_diffusion.diffusion.train.train_prior`."""
+    def load(cls, path: str | os.PathLike, device=None, bf16=False, compile=False) -> Prior:
+        """Load a run directory written by :func:`~sciml_diffusion.diffusion.train.train_prior`.
+
+        ``bf16`` and ``compile`` as in the class (both off by default).
+        """
         config = read_run_config(path)
         normalizer = Normalizer.load(Path(path) / NORMALIZER_FILE)
         state = load_checkpoint(path, device)
@@ -164,7 +197,9 @@ class Prior:
         noise = noise_from_dict(config["noise"])
         layout = _read_layout(Path(path) / LAYOUT_FILE)
         grid = Grid.from_dict(config["grid"])
-        return cls(denoiser, noise, normalizer, grid, config, layout=layout)
+        return cls(
+            denoiser, noise, normalizer, grid, config, layout=layout, bf16=bf16, compile=compile
+        )
 
     # ------------------------------------------------------------------ denoising
     def check_grid(self, grid: Grid | None) -> Grid:
@@ -207,6 +242,7 @@ class Prior:
         guidance=None,
         cond=None,
         progress: bool = False,
+        bf16: bool | None = None,
         **sampler_options,
     ) -> torch.Tensor:
         """``n`` normalised samples ``(n, C, *grid.shape)``.
@@ -229,6 +265,9 @@ class Prior:
             Hook applied after each step (see :mod:`~sciml_diffusion.diffusion.samplers`).
         cond : torch.Tensor ``(n, C_cond, *grid.shape)``, optional
             Conditioning channels for a conditional backbone.
+        bf16 : bool, optional
+            bfloat16 autocast around each network call on CUDA (default ``self.bf16``,
+            off); the sampler's state and the guidance stay float32. A no-op on CPU.
         """
         grid = self.check_grid(grid)
         if sampler not in SAMPLERS:
@@ -244,8 +283,12 @@ class Prior:
         x = levels[0].item() * self.noise.sample(shape, grid, generator)
         x = x.to(self.device)
 
+        network = self.network
+        autocast = self.bf16 if bf16 is None else bool(bf16)
+
         def denoiser(x, sigma):
-            return self.denoiser(x, sigma, cond=cond, grid=grid)
+            with bf16_autocast(x.device, autocast):
+                return network(x, sigma, cond=cond, grid=grid)
 
         options = {"noise": self.noise, "grid": grid, "generator": generator}
         options.update(sampler_options)

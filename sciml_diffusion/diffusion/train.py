@@ -24,6 +24,7 @@ import torch
 from scipy import sparse
 from tqdm.auto import tqdm
 
+from sciml_diffusion.diffusion.acceleration import bf16_autocast, compile_denoiser
 from sciml_diffusion.diffusion.boundary import boundary_mask
 from sciml_diffusion.diffusion.loss import edm_loss
 from sciml_diffusion.diffusion.noise import (
@@ -51,8 +52,8 @@ __all__ = ["TrainConfig", "train_prior", "NonFiniteLossError"]
 #: the training log, one JSON record per step
 LOG_FILE = "log.jsonl"
 
-#: settings that may change when a run is resumed
-RESUMABLE = ("steps", "checkpoint_every", "val_every", "device", "progress")
+#: settings that may change when a run is resumed (bf16 and compile change only the speed)
+RESUMABLE = ("steps", "checkpoint_every", "val_every", "device", "progress", "bf16", "compile")
 
 
 class NonFiniteLossError(ValueError):
@@ -107,7 +108,11 @@ class TrainConfig:
     device : str
         ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ...
     bf16 : bool
-        bf16 autocast for the backbone on CUDA.
+        bf16 autocast around the network call on CUDA (a no-op on CPU); the loss, the noise
+        and the optimiser stay float32 (:mod:`~sciml_diffusion.diffusion.acceleration`).
+    compile : bool
+        Train through ``torch.compile`` of the denoiser (falls back to eager with a warning
+        if compilation fails); checkpoints hold the plain module's weights.
     """
 
     variables: list[str] | None = None
@@ -137,6 +142,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = False
+    compile: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -302,6 +308,7 @@ class _Run:
             torch.manual_seed(config.seed)
             self.model = build_denoiser(self.run_config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.network = compile_denoiser(self.model, config.compile)  # what the loss calls
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -354,9 +361,9 @@ class _Run:
         ]
         x, mask, grid = _subsample(self.x[idx], self.mask[idx], self.grid, int(stride))
         self.model.train()
-        with torch.autocast("cuda", torch.bfloat16, enabled=config.bf16 and x.is_cuda):
+        with bf16_autocast(x.device, config.bf16):
             loss = edm_loss(
-                self.model,
+                self.network,
                 x,
                 self.noise,
                 grid,

@@ -69,6 +69,7 @@ def reconstruct(
     case: int | None = None,
     sigma_max: float = 80.0,
     sigma_min: float = 0.002,
+    bf16: bool = False,
     **method_options,
 ) -> xr.Dataset:
     """Sample ``members`` fields from the posterior given the observations.
@@ -106,6 +107,9 @@ def reconstruct(
         Which case of observations holding several (values ``(B, S, V)``); without it
         every case is reconstructed, all members of all cases batched together, and
         the result has a ``case`` dim before ``member``. Case ``c`` uses seed ``seed + c``.
+    bf16 : bool
+        bfloat16 autocast around each network call on CUDA; the guidance arithmetic stays
+        float32. A no-op on CPU (off by default).
     **method_options
         Passed to the guidance class (``zeta``, ``iterations``, ``obs_weight``, ...).
 
@@ -158,6 +162,7 @@ def reconstruct(
             progress=progress,
             sigma_max=sigma_max,
             sigma_min=sigma_min,
+            bf16=bf16,
         )
         chunks.append(chunk.detach())
     guidance.measurement = measurement
