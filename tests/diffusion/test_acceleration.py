@@ -12,8 +12,7 @@ import warnings
 import pytest
 import torch
 
-from sciml_diffusion.diffusion import Prior, TrainConfig, train_prior
-from sciml_diffusion.diffusion import acceleration
+from sciml_diffusion.diffusion import Prior, TrainConfig, acceleration, train_prior
 from sciml_diffusion.diffusion.acceleration import (
     CompiledDenoiser,
     bf16_autocast,
@@ -65,7 +64,8 @@ def test_bf16_sampling_on_cpu_is_identical_and_enters_no_autocast(ndim, sampler)
     with torch.no_grad():
         plain = prior.sample_tensor(3, steps=4, sampler=sampler, generator=5)
         fast = prior.sample_tensor(3, steps=4, sampler=sampler, generator=5, bf16=True)
-        default = tiny_prior(ndim, bf16=True).sample_tensor(3, steps=4, sampler=sampler, generator=5)
+        by_default = tiny_prior(ndim, bf16=True)
+        default = by_default.sample_tensor(3, steps=4, sampler=sampler, generator=5)
     assert seen and not any(seen)
     assert fast.dtype == torch.float32
     assert torch.equal(plain, fast) and torch.equal(plain, default)
