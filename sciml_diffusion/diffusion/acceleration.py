@@ -12,6 +12,10 @@
   if it fails there (no C compiler or Triton, an operator the backend cannot lower), the
   module runs eagerly from then on, with a warning saying why. The wrapped module itself is
   never replaced, so checkpoints hold its plain state dict (no ``_orig_mod.`` prefixes).
+  neuraloperator routes its spectral contractions through tensorly's opt_einsum plugin,
+  whose path cache Dynamo cannot trace (a graph break in every block, and the backbone's
+  block loop falls back to eager); compiling therefore switches tensorly to the backend's
+  own ``torch.einsum`` for the process (the same two-operand contraction).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class CompiledDenoiser:
     def __init__(self, module: nn.Module, backend: str | None = None, **options):
         self.module = module
         self.failure: str | None = None
+        _traceable_einsum()
         try:
             self._compiled = torch.compile(module, backend=backend or BACKEND, **options)
         except Exception as error:  # e.g. a Python or platform torch.compile does not support
@@ -100,6 +105,16 @@ class CompiledDenoiser:
     def __repr__(self) -> str:
         state = "eager (compilation failed)" if self.failure else "compiled"
         return f"CompiledDenoiser({type(self.module).__name__}, {state})"
+
+
+def _traceable_einsum() -> None:
+    """Let tensorly contract with ``torch.einsum`` instead of opt_einsum (Dynamo-traceable)."""
+    try:
+        import neuralop.layers.spectral_convolution  # noqa: F401  (it selects opt_einsum)
+        from tensorly.plugins import use_default_einsum
+    except ImportError:
+        return
+    use_default_einsum()
 
 
 def _causes(error: BaseException) -> list[BaseException]:
