@@ -53,3 +53,25 @@ def test_slurm_scripts_parse(script):
 def test_slurm_examples_exist():
     names = {p.name for p in (ROOT / "experiments" / "slurm").iterdir()}
     assert {"README.md", "train_prior.sbatch", "sample_prior.sbatch"} <= names
+
+
+def _page() -> Path:
+    """The single-GPU docs (``docs/scaling_gpu.md``, or ``docs/scaling.md`` once merged)."""
+    page = ROOT / "docs" / "scaling_gpu.md"
+    return page if page.exists() else ROOT / "docs" / "scaling.md"
+
+
+def test_single_gpu_docs_example_runs(tmp_path, monkeypatch, capsys):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    text = _page().read_text()
+    found = re.findall(r"```python\n(.*?)```", text, re.S)
+    blocks = [b for b in found if "doctest: skip" not in b]
+    assert blocks
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(_page()), "exec"), namespace)
+    assert "torch.Size([4, 1, 32, 32])" in capsys.readouterr().out
+    for flag in ("--bf16", "--compile", "--pin-memory", "experiments/slurm/"):
+        assert flag in text
