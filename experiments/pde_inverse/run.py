@@ -168,34 +168,20 @@ def evaluate(
             config["assumed_noise_fraction"]
             * model.normalizer.std[model.variables.index(observed)]
         )
+        sensors = _sensors(config, observable, observed, fixed)
         for method, spec in config["methods"].items():
             for steps in spec["steps"]:
+                run = dict(
+                    members=config["members"],
+                    steps=steps,
+                    device=device,
+                    noise_std=noise,
+                    progress=False,
+                    pde=problem if spec.get("pde") else None,
+                    **spec["options"],
+                )
                 cases = []
-                for i in range(min(config.get("eval_cases", len(test)), len(test))):
-                    obs = Observations.per_variable(
-                        observable,
-                        index=i,
-                        count=config["sensors_per_channel"],
-                        variables=[observed],
-                        exclude_boundary=bool(np.any(fixed.get(observed, False))),
-                        seed=config["seed"] + i,
-                    )
-                    start = time.perf_counter()
-                    ds = reconstruct(
-                        model,
-                        obs,
-                        method,
-                        device=device,
-                        members=config["members"],
-                        steps=steps,
-                        generator=i,
-                        noise_std=noise,
-                        progress=False,
-                        pde=problem if spec.get("pde") else None,
-                        **spec["options"],
-                    )
-                    _synchronize(device)
-                    wall = time.perf_counter() - start
+                for i, ds, wall in _reconstructions(model, sensors, method, run, device):
                     truth = {v: test.xarray[v].values[i] for v in names}
                     score = score_reconstruction(ds, truth, thresholds=thresholds)
                     if fluid is not None:
@@ -213,6 +199,51 @@ def evaluate(
                     with path.open("a") as file:
                         file.write(json.dumps(row) + "\n")
     return rows
+
+
+def _sensors(config: dict, observable: FieldDataset, observed: str, fixed: dict) -> list:
+    """Sensor readings per test case: ``[Observations]``, or one holding every case.
+
+    By default case ``i`` draws its own nodes (seed ``seed + i``). With
+    ``"shared_sensors": true`` every case is read at the same nodes (seed ``seed``), as in
+    the DiffusionPDE / FunDPS scripts, and the observations hold all cases (values
+    ``(cases, S, 1)``) so that all members of all cases are sampled in one batch.
+    """
+    count = min(config.get("eval_cases", len(observable)), len(observable))
+    shared = bool(config.get("shared_sensors"))
+    draws = [
+        Observations.per_variable(
+            observable,
+            index=i,
+            count=config["sensors_per_channel"],
+            variables=[observed],
+            exclude_boundary=bool(np.any(fixed.get(observed, False))),
+            seed=config["seed"] + (0 if shared else i),
+        )
+        for i in range(count)
+    ]
+    if not shared:
+        return draws
+    if any(not np.array_equal(d.coords, draws[0].coords) for d in draws):
+        raise ValueError("shared_sensors: the cases have different observable nodes")
+    values = np.stack([d.values for d in draws])
+    return [Observations(draws[0].coords, values, [observed], axes=draws[0].axes)]
+
+
+def _reconstructions(model: Prior, sensors: list, method: str, run: dict, device):
+    """``(case, ensemble, wall seconds per case)`` for every test case."""
+    for first, obs in enumerate(sensors):
+        start = time.perf_counter()
+        ds = reconstruct(model, obs, method, generator=first, **run)
+        _synchronize(device)
+        wall = time.perf_counter() - start
+        if "case" not in ds.dims:
+            yield first, ds, wall
+            continue
+        cases = ds.sizes["case"]
+        for c in range(cases):
+            one = ds.isel(case=c).assign_attrs(seconds=ds.attrs["seconds"] / cases)
+            yield first + c, one, wall / cases
 
 
 def _fluid(test: FieldDataset, config: dict) -> np.ndarray | None:

@@ -56,9 +56,11 @@ def _tiny(name: str) -> dict:
     return config
 
 
-def _evaluate(config: dict, tmp_path: Path):
+def _evaluate(config: dict, tmp_path: Path, keep=None):
     train, test = run.data(config, tmp_path)
     model = run.prior(config, train, tmp_path)
+    if keep is not None:
+        keep["model"] = model
     results = tmp_path / "rows.jsonl"
     rows = run.evaluate(config, model, test, "tiny", results)
     written = [json.loads(line) for line in results.read_text().splitlines()]
@@ -69,7 +71,8 @@ def _evaluate(config: dict, tmp_path: Path):
 
 def test_navier_stokes_pair_from_trajectory(tmp_path):
     config = _tiny("quick_navier_stokes.json")
-    train, test, rows = _evaluate(config, tmp_path)
+    kept = {}
+    train, test, rows = _evaluate(config, tmp_path, kept)
     assert train.variables == ("w0", "wT") and not train.has_time
     full = run.problem_of(config).generate(2, 16, seed=config["seed"] + config["n_train"])
     vorticity = full.xarray["vorticity"].values
@@ -78,6 +81,17 @@ def test_navier_stokes_pair_from_trajectory(tmp_path):
     assert not np.allclose(vorticity[:, 0], vorticity[:, -1])
     assert {(r["observed"], r["scored"]) for r in rows} == {("w0", "wT"), ("wT", "w0")}
     assert all(np.isfinite(r["score"]) and r["scored_on"] == "all nodes" for r in rows)
+
+    # shared sensors: all cases in one batch give each case's own reconstruction
+    config.update(shared_sensors=True, eval_cases=2)
+    (sensors,) = run._sensors(config, FieldDataset(test, variables=["w0", "wT"]), "w0", {})
+    options = dict(members=2, steps=2, progress=False, noise_std=0.01)
+    batched = list(run._reconstructions(kept["model"], [sensors], "dps", options, None))
+    assert [case for case, _, _ in batched] == [0, 1]
+    for case, ds, _ in batched:
+        alone = Observations(sensors.coords, sensors.values[case], ["w0"], axes=sensors.axes)
+        single = run.reconstruct(kept["model"], alone, "dps", generator=case, **options)
+        np.testing.assert_allclose(ds["wT"].values, single["wT"].values, rtol=1e-4, atol=1e-5)
 
 
 def test_cylinder_sensors_and_scores_in_the_fluid(tmp_path):
