@@ -128,3 +128,21 @@ def test_fluid_scores_ignore_solid_nodes():
     run._fluid_scores(score, ds, {"s": truth}, fluid)
     expected = 1.0 / np.linalg.norm(truth[fluid])
     assert score["s"]["relative_l2"] == pytest.approx(expected)
+
+
+def test_cost_at_matched_error_interpolates_in_log_cost():
+    spec = importlib.util.spec_from_file_location("pde_inverse_nfe", FOLDER / "nfe.py")
+    nfe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nfe)
+    costs, scores = np.array([10.0, 100.0, 1000.0]), np.array([0.5, 0.1, 0.05])
+    assert nfe.cost_to_reach(costs, scores, 0.3) == (pytest.approx(10**1.5), "=")
+    assert nfe.cost_to_reach(costs, scores, 0.6) == (10.0, "<=")
+    assert np.isnan(nfe.cost_to_reach(costs, scores, 0.01)[0])
+    rows = [
+        {"task": "t", "method": m, "nfe": c, "vjp": 0, "score": s, "steps": c}
+        for m, pts in {"best": [(10, 0.5), (100, 0.1)], "ref": [(50, 0.9), (400, 0.3)]}.items()
+        for c, s in pts
+    ]
+    rows = [r | {"passes": r["nfe"]} for r in rows]
+    (ratio,) = nfe.matched_ratios(rows, "t", "best", ["ref"], "nfe")
+    assert ratio["reference_cost"] == 400 and ratio["ratio"] == pytest.approx(10**1.5 / 400)
