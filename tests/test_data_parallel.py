@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 import torch
 from torch.utils.data import DistributedSampler
@@ -81,16 +83,22 @@ def test_two_processes_take_the_steps_of_one_with_twice_the_batch(tmp_path):
     assert (moved - first).abs().max() > 1e-4  # the steps change the weights far more
 
 
-def test_prior_train_command_under_torchrun(tmp_path):
+def _documented_command() -> list[str]:
+    """The ``torchrun ... prior train`` command of docs/scaling.md, after the launcher."""
+    lines = (ROOT / "docs" / "scaling.md").read_text().splitlines()
+    words = shlex.split(next(line for line in lines if line.startswith("torchrun ")))
+    assert words[:3] == ["torchrun", "--standalone", "--nproc_per_node=2"]
+    return words[3:]
+
+
+def test_documented_prior_train_command_under_torchrun(tmp_path):
     from sciml_diffusion.diffusion import Prior
     from sciml_diffusion.fields import Grid
 
     data_parallel_steps.field_data().save(tmp_path / "data.nc")
-    out = tmp_path / "run"
-    args = ["prior", "train", "--data", str(tmp_path / "data.nc"), "--out", str(out)]
-    args += ["--steps", "2", "--batch-size", "2", "--width", "4", "--modes", "2"]
-    stdout = torchrun(["-m", "sciml_diffusion.cli", *args, "--device", "cpu"], cwd=tmp_path)
+    stdout = torchrun(_documented_command(), cwd=tmp_path)
     assert stdout.count("trained Prior") == 1  # rank 0 alone reports (and writes)
+    out = tmp_path / "run"
     prior = Prior.load(out)
     fields = prior.sample(2, grid=Grid.regular((8, 8), periodic=True), steps=2)
     assert len(fields) == 2 and torch.isfinite(fields.to_tensor()).all()

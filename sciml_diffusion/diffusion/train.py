@@ -338,7 +338,7 @@ class _Run:
     def train(self, progress: bool) -> Prior:
         config = self.config
         progress = progress and distributed.is_main()
-        if progress and distributed.context().is_distributed:
+        if distributed.is_main() and distributed.context().is_distributed:
             print(scale_note("a prior", config.batch_size, config.lr), file=sys.stderr)
         bar = tqdm(
             total=config.steps, initial=self.step, desc="training prior", disable=not progress

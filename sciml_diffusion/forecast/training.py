@@ -86,7 +86,7 @@ def train_stage(
     replica = replicate(model, loss_fn)
     main = distributed.is_main()
     progress = progress and main
-    if progress and distributed.context().is_distributed:
+    if main and distributed.context().is_distributed:
         print(scale_note(f"the {name}", config.batch_size, config.lr), file=sys.stderr)
     bar = tqdm(total=steps, initial=step, desc=f"training {name}", disable=not progress)
     while step < steps:

@@ -278,7 +278,7 @@ def train(
     if write:
         _truncate_log(Path(run_dir), trainer.step_count)
     progress = progress and main
-    if progress and distributed.context().is_distributed:
+    if main and distributed.context().is_distributed:
         note = scale_note("a latent SDE", config.batch_size, config.lr)
         print(note, file=sys.stderr)
     bar = tqdm(
