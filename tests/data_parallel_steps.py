@@ -90,7 +90,7 @@ def in_sync(*modules: nn.Module) -> bool:
 
 
 def other_trainers_in_sync(batch: int, out: Path) -> dict:
-    """A Gaussian-diffusion forecaster and a latent SDE, 2 steps each: equal on all ranks?"""
+    """A Gaussian-diffusion forecaster and latent SDEs, 2 steps each: equal on all ranks?"""
     from sciml_diffusion import forecast
     from sciml_diffusion.sde.latent import LatentSDE
     from sciml_diffusion.sde.series import ObservedSeries
@@ -105,13 +105,14 @@ def other_trainers_in_sync(batch: int, out: Path) -> dict:
     series = ObservedSeries.from_tensors(
         torch.linspace(0, 1, 5), torch.randn(8, 5, 2, generator=torch.Generator().manual_seed(3))
     )
-    torch.manual_seed(0)
-    sde = LatentSDE(2, 2, hidden=8, context_dim=4, posterior="marginal")
-    train(sde, series, TrainConfig(steps=2, batch_size=batch), progress=False)
-    return {
-        "forecaster": in_sync(*forecaster.networks.values()),
-        "sde": in_sync(sde),
-    }
+    synced = {"forecaster": in_sync(*forecaster.networks.values())}
+    for method, posterior in [("matching", "marginal"), ("adjoint", "drift")]:
+        torch.manual_seed(0)
+        sde = LatentSDE(2, 2, hidden=8, context_dim=4, posterior=posterior)
+        config = TrainConfig(method=method, steps=2, batch_size=batch, dt=0.25)
+        train(sde, series, config, progress=False)
+        synced[f"sde {method}"] = in_sync(sde)
+    return synced
 
 
 def run(out: Path, batch: int) -> dict:

@@ -69,7 +69,7 @@ def test_two_processes_take_the_steps_of_one_with_twice_the_batch(tmp_path):
     two = torch.load(tmp_path / "two" / "weights.pt", weights_only=True)
     one = data_parallel_steps.run(tmp_path / "one", 6)
     assert two["world_size"] == 2
-    assert two["synced"] == {"forecaster": True, "sde": True}
+    assert two["synced"] == {"forecaster": True, "sde matching": True, "sde adjoint": True}
     for part, states in one.items():
         if part == "synced":
             continue
