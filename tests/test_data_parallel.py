@@ -55,6 +55,30 @@ def test_one_process_decides_locally_and_states_the_scale():
     assert "effective batch 8 per step" in scale_note("a prior", 8, 1e-3)
 
 
+@pytest.mark.parametrize("noise", ["white", "grf"])
+def test_rows_of_the_global_draw_pair_each_sample_with_its_noise(noise):
+    """Half-batches with their rows of one draw average to the loss of the whole batch."""
+    from sciml_diffusion.diffusion import EDMDenoiser, GRFNoise, WhiteNoise, edm_loss
+    from sciml_diffusion.diffusion.backbone import ConditionalFNO
+    from sciml_diffusion.diffusion.loss import draw_noise
+    from sciml_diffusion.fields import Grid
+
+    grid = Grid.regular(16, periodic=True)
+    process = WhiteNoise() if noise == "white" else GRFNoise.unit_variance(grid, 1.0, 5.0)
+    torch.manual_seed(0)
+    model = EDMDenoiser(ConditionalFNO(1, (4,), width=8, n_layers=1))
+    x = torch.randn(6, 1, 16, generator=torch.Generator().manual_seed(1))
+    whole = edm_loss(model, x, process, grid, generator=torch.Generator().manual_seed(2))
+    sigma, n = draw_noise(x.shape, process, grid, torch.Generator().manual_seed(2))
+    halves = [edm_loss(model, x[r], process, grid, sigma=sigma[r], n=n[r]) for r in _HALVES]
+    torch.testing.assert_close((halves[0] + halves[1]) / 2, whole, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="both sigma and n"):
+        edm_loss(model, x, process, grid, sigma=sigma)
+
+
+_HALVES = (slice(0, 3), slice(3, 6))
+
+
 def test_two_processes_take_the_steps_of_one_with_twice_the_batch(tmp_path):
     """2 gloo ranks x batch 3 against 1 process x batch 6, after 1 and after 3 steps.
 
