@@ -142,8 +142,35 @@ def _settings(args) -> dict:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from sciml_diffusion import forecast
+    """Train a forecaster; under ``torchrun``, one DDP replica per process (rank 0 writes)."""
+    from sciml_diffusion import distributed, forecast
+    from sciml_diffusion.data_parallel import decided_on_main
     from sciml_diffusion.fields import FieldDataset
+
+    with distributed.session(_session_device(args)):
+        out, settings = decided_on_main(_train_plan, args)
+        variables = settings.get("variables")
+        data = FieldDataset.open(args.data, variables=variables)
+        val = FieldDataset.open(args.val_data, variables=variables) if args.val_data else None
+        progress = not args.quiet
+        model = forecast.fit(data, val, settings, out=out, resume=args.resume, progress=progress)
+        if distributed.is_main():
+            print(f"trained {model}; run directory {out}")
+
+
+def _session_device(args: argparse.Namespace) -> str:
+    """The device the process group is set up for: --device, else auto (CUDA if present)."""
+    from sciml_diffusion.cli.checks import check_device
+
+    try:
+        return str(check_device(args.device))
+    except ValueError:
+        return "auto"  # the error is reported by the trainer, on every rank
+
+
+def _train_plan(args: argparse.Namespace):
+    """Checks before any work (rank 0 decides): run directory, settings, data files."""
+    from sciml_diffusion import forecast
 
     out = Path(args.out)
     if not args.resume and (out / "config.json").exists():
@@ -158,11 +185,7 @@ def _train(args: argparse.Namespace) -> None:
     for name in (args.data, args.val_data):
         if name is not None and not Path(name).exists():
             raise FileNotFoundError(f"no data file at {name}")
-    variables = settings.get("variables")
-    data = FieldDataset.open(args.data, variables=variables)
-    val = FieldDataset.open(args.val_data, variables=variables) if args.val_data else None
-    model = forecast.fit(data, val, settings, out=out, resume=args.resume, progress=not args.quiet)
-    print(f"trained {model}; run directory {out}")
+    return out, settings
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -129,9 +129,44 @@ _FLAGS = {
 
 
 def _train(args: argparse.Namespace) -> None:
+    """Train a prior; under ``torchrun``, one DDP replica per process (rank 0 writes)."""
+    from sciml_diffusion import distributed
+    from sciml_diffusion.data_parallel import decided_on_main
     from sciml_diffusion.diffusion import train_prior
-    from sciml_diffusion.diffusion.prior import CONFIG_FILE, read_run_config
     from sciml_diffusion.fields import FieldDataset
+
+    with distributed.session(_session_device(args)):
+        data, out, settings, resume = decided_on_main(_train_plan, args)
+        dataset = FieldDataset.open(data, variables=settings.get("variables"))
+        if args.sample_dim:
+            dataset = dataset.stack_samples(args.sample_dim)
+        elif dataset.has_time:
+            raise ValueError(
+                f"{data} has a time dim; pass --sample-dim time to train on one field per time"
+            )
+        if args.resolution is not None:
+            settings["resolution"] = list(parse_resolution(args.resolution, dataset.grid.shape))
+        decided_on_main(_check_training_memory, dataset, settings, args.force)
+        progress = not args.quiet
+        prior = train_prior(dataset, settings, out=out, resume=resume, progress=progress)
+        if distributed.is_main():
+            print(f"trained {prior}; run folder {out}")
+
+
+def _session_device(args: argparse.Namespace) -> str:
+    """The device the process group is set up for: --device, else the --config's, else auto."""
+    if args.device is not None:
+        return str(check_device(args.device))
+    try:
+        device = _read_config(args.config).get("device", "auto") if args.config else "auto"
+        return str(check_device(device))
+    except (ValueError, OSError):
+        return "auto"  # the error is reported by _train_plan, on every rank
+
+
+def _train_plan(args: argparse.Namespace):
+    """Checks before any work (rank 0 decides): data file, run folder, settings, resume."""
+    from sciml_diffusion.diffusion.prior import CONFIG_FILE, read_run_config
 
     data = check_input_file(args.data)
     out = check_output_dir(args.out, inputs=[args.data, args.config])
@@ -154,18 +189,7 @@ def _train(args: argparse.Namespace) -> None:
         print(f"nothing to resume in {out} (no checkpoint yet): starting from step 0")
     if resume:
         settings = {**read_run_config(out)["train"], **settings}
-    dataset = FieldDataset.open(data, variables=settings.get("variables"))
-    if args.sample_dim:
-        dataset = dataset.stack_samples(args.sample_dim)
-    elif dataset.has_time:
-        raise ValueError(
-            f"{data} has a time dim; pass --sample-dim time to train on one field per time"
-        )
-    if args.resolution is not None:
-        settings["resolution"] = list(parse_resolution(args.resolution, dataset.grid.shape))
-    _check_training_memory(dataset, settings, args.force)
-    prior = train_prior(dataset, settings, out=out, resume=resume, progress=not args.quiet)
-    print(f"trained {prior}; run folder {out}")
+    return data, out, settings, resume
 
 
 def _read_config(path: str) -> dict:

@@ -433,19 +433,24 @@ class _Counted:
 
 
 def _train(args: argparse.Namespace) -> None:
+    """Train a latent SDE; under ``torchrun``, one DDP replica per process (rank 0 writes)."""
+    from sciml_diffusion import distributed
+
+    try:
+        device = str(check_device(args.device))
+    except ValueError:
+        device = "auto"  # the error is reported by _train_plan, on every rank
+    with distributed.session(device):
+        _train_here(args)
+
+
+def _train_plan(args: argparse.Namespace):
+    """Checks before any work (rank 0 decides): data file, run folder, device, resume."""
     from pathlib import Path
-
-    import torch
-
-    from sciml_diffusion.fields.io import open_dataset
-    from sciml_diffusion.sde.latent import LatentSDE
-    from sciml_diffusion.sde.series import series_from_dataset
-    from sciml_diffusion.sde.train import TrainConfig, load_run, posterior_kind, train
 
     check_input_file(args.data)
     out = check_output_dir(args.out, inputs=[args.data])
     device = check_device(args.device)
-    _set_threads(args.threads)
     resuming = args.resume and (Path(out) / "config.json").exists()
     if args.resume and not resuming:
         print(f"nothing to resume in {out} (no checkpoint yet): starting from step 0")
@@ -453,6 +458,23 @@ def _train(args: argparse.Namespace) -> None:
         raise FileExistsError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
+    return out, device, resuming
+
+
+def _train_here(args: argparse.Namespace) -> None:
+    import torch
+
+    from sciml_diffusion import distributed
+    from sciml_diffusion.data_parallel import decided_on_main
+    from sciml_diffusion.fields.io import open_dataset
+    from sciml_diffusion.sde.latent import LatentSDE
+    from sciml_diffusion.sde.series import series_from_dataset
+    from sciml_diffusion.sde.train import TrainConfig, load_run, posterior_kind, train
+
+    out, device, resuming = decided_on_main(_train_plan, args)
+    if distributed.context().is_distributed:
+        device = distributed.context().device  # this rank's GPU under torchrun
+    _set_threads(args.threads)
     previous = load_run(out, device) if resuming else None
     if previous is not None and args.covariates is not None:
         raise ValueError(
@@ -514,6 +536,8 @@ def _train(args: argparse.Namespace) -> None:
         channels=channels,
         progress=not args.quiet,
     )
+    if not distributed.is_main():
+        return
     print(
         f"trained {config.method} for {trainer.step_count} steps "
         f"({trainer.train_seconds:.1f} s); run saved in {out}"

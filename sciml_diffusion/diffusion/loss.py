@@ -18,7 +18,7 @@ import torch
 
 from sciml_diffusion.diffusion.noise import NoiseProcess, randn
 
-__all__ = ["edm_loss"]
+__all__ = ["edm_loss", "draw_noise"]
 
 
 def edm_loss(
@@ -32,6 +32,8 @@ def edm_loss(
     cond: torch.Tensor | None = None,
     p_mean: float = -1.2,
     p_std: float = 1.2,
+    sigma: torch.Tensor | None = None,
+    n: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """EDM denoising loss of one batch (a scalar tensor).
 
@@ -52,11 +54,19 @@ def edm_loss(
         Conditioning channels passed to the denoiser.
     p_mean, p_std : float
         Log-normal distribution of the noise levels.
+    sigma : torch.Tensor ``(B,)``, optional
+        Noise levels drawn elsewhere (e.g. this process's rows of a larger batch's draw, in
+        data-parallel training); with ``n``. Default: drawn from ``generator``.
+    n : torch.Tensor, same shape as ``x``, optional
+        Noise drawn elsewhere, with ``sigma``.
     """
     if mask is not None:  # the data's values at masked points never reach the model
         x = torch.where(mask, x, torch.zeros_like(x))
-    sigma = (p_mean + p_std * randn((x.shape[0],), generator, device=x.device)).exp()
-    n = noise.sample(x.shape, grid, generator, device=x.device).to(x.dtype)
+    if (sigma is None) != (n is None):
+        raise ValueError("pass both sigma and n (drawn noise levels and noise), or neither")
+    if sigma is None:
+        sigma, n = draw_noise(x.shape, noise, grid, generator, p_mean, p_std, x.device)
+    n = n.to(x.dtype)
     shaped = sigma.reshape(-1, *([1] * (x.ndim - 1)))
     denoised = denoiser(x + shaped * n, sigma, cond=cond, grid=grid)
     sd = denoiser.sigma_data
@@ -66,3 +76,17 @@ def edm_loss(
         return error.mean()
     mask = mask.expand_as(error).to(error.dtype)
     return (error * mask).sum() / mask.sum().clamp_min(1)
+
+
+def draw_noise(shape, noise: NoiseProcess, grid, generator, p_mean=-1.2, p_std=1.2, device=None):
+    """The random draws of :func:`edm_loss` for a batch of ``shape`` ``(B, C, *grid.shape)``.
+
+    Returns
+    -------
+    sigma : torch.Tensor ``(B,)``
+        :math:`\\exp(P_{mean} + P_{std} z)`, drawn first.
+    n : torch.Tensor ``shape``
+        A draw of the noise process, drawn second.
+    """
+    sigma = (p_mean + p_std * randn((shape[0],), generator, device=device)).exp()
+    return sigma, noise.sample(shape, grid, generator, device=device)

@@ -3,10 +3,19 @@
 AdamW on the EDM denoising loss (:func:`~sciml_diffusion.diffusion.loss.edm_loss`) with a
 linear learning-rate warm-up, gradient-norm clipping and an exponential moving average
 (EMA) of the weights, decay :math:`\\min(\\beta, (1 + k) / (10 + k))` at step :math:`k`.
-Every random draw (batch indices, subsampling strides, noise levels, noise) comes from one
-``torch.Generator`` whose state is checkpointed with the model, EMA and optimiser, so a
-resumed run continues exactly as if it had never stopped. Optional multi-resolution
-training draws a stride per step and trains on the subsampled grid.
+Batches follow epoch permutations of the training samples drawn from ``(seed, epoch)``
+(:class:`~sciml_diffusion.data_parallel.EpochBatches`); every other random draw
+(subsampling strides, noise levels, noise) comes from one ``torch.Generator`` whose state is
+checkpointed with the model, EMA, optimiser and position in the epochs, so a resumed run
+continues exactly as if it had never stopped. Optional multi-resolution training draws a
+stride per step and trains on the subsampled grid.
+
+Under ``torchrun`` every process trains a :class:`~torch.nn.parallel.DistributedDataParallel`
+replica on its rows of each global batch of ``batch_size x world_size`` samples; the stride,
+noise levels and noise are drawn for the whole global batch on every rank from the shared
+generator, each rank using its rows, and each rank's masked-mean loss is weighted by its
+share of the valid points, so a step on ``W`` processes with ``batch_size`` is the step of one
+process with ``W x batch_size`` (up to float rounding). Rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import copy
 import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -24,9 +34,11 @@ import torch
 from scipy import sparse
 from tqdm.auto import tqdm
 
+from sciml_diffusion import distributed
+from sciml_diffusion.data_parallel import EpochBatches, decided_on_main, replicate, scale_note
 from sciml_diffusion.diffusion.acceleration import bf16_autocast, compile_denoiser
 from sciml_diffusion.diffusion.boundary import boundary_mask
-from sciml_diffusion.diffusion.loss import edm_loss
+from sciml_diffusion.diffusion.loss import draw_noise, edm_loss
 from sciml_diffusion.diffusion.noise import (
     GRFNoise,
     NoiseProcess,
@@ -274,7 +286,9 @@ class _Run:
             raise ValueError("the data have a time dim; select one time or stack it into samples")
         self.config, self.out = config, out
         self.device = _device(config.device)
-        previous = _check_run_dir(out, config, resume)
+        if distributed.context().is_distributed:
+            self.device = distributed.context().device
+        previous = decided_on_main(_check_run_dir, out, config, resume)
         variables = config.variables or list(dataset.variables)
         train_idx, val_idx = _split(len(dataset), config)
         normalizer = (
@@ -313,21 +327,26 @@ class _Run:
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.batches = EpochBatches(len(train_idx), config.batch_size, config.seed)
         self.step, self.saved_step = 0, None
         self.layout = dataset.layout(variables)
+        distributed.barrier()  # every rank has read the run folder before rank 0 writes
         if previous and (out / CHECKPOINT_FILE).exists():
             self._restore(load_checkpoint(out, self.device))
-            _write_json(out / CONFIG_FILE, self.run_config)  # with the new steps, device, ...
+            self._write_run_files(normalizer=False)  # with the new steps, device, ...
         elif out is not None:  # a new run, or one stopped before its first checkpoint
-            out.mkdir(parents=True, exist_ok=True)
-            normalizer.save(out / NORMALIZER_FILE)
-            self.layout.save(out / LAYOUT_FILE)
-            _write_json(out / CONFIG_FILE, self.run_config)
-        self._truncate_log()
+            self._write_run_files(normalizer=True)
+        if distributed.is_main():
+            self._truncate_log()
+        distributed.barrier()
+        self.replica = replicate(self.model, self._loss)
 
     # ------------------------------------------------------------------ loop
     def train(self, progress: bool) -> Prior:
         config = self.config
+        progress = progress and distributed.is_main()
+        if distributed.is_main() and distributed.context().is_distributed:
+            print(scale_note("a prior", config.batch_size, config.lr), file=sys.stderr)
         bar = tqdm(
             total=config.steps, initial=self.step, desc="training prior", disable=not progress
         )
@@ -336,8 +355,10 @@ class _Run:
             self.step += 1
             bar.update(1)
             record = {"step": self.step, "loss": loss}
-            if self.val_idx.numel() and (
-                self.step % config.val_every == 0 or self.step == config.steps
+            if (
+                self.val_idx.numel()
+                and distributed.is_main()
+                and (self.step % config.val_every == 0 or self.step == config.steps)
             ):
                 record["val_loss"] = self.validation_loss()
             bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "step"})
@@ -345,6 +366,7 @@ class _Run:
             if self.step % config.checkpoint_every == 0 or self.step == config.steps:
                 self.save()
         bar.close()
+        distributed.barrier()  # the last checkpoint is written before any rank goes on
         self.ema.eval()
         return Prior(
             self.ema, self.noise, self.normalizer, self.grid, self.run_config, layout=self.layout
@@ -354,32 +376,62 @@ class _Run:
         config = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = config.lr * min(1.0, (self.step + 1) / max(config.warmup, 1))
-        pick = torch.randint(len(self.train_idx), (config.batch_size,), generator=self.generator)
-        idx = self.train_idx[pick].to(self.device)
+        idx = self.train_idx[self.batches.next()].to(self.device)
         stride = config.subsample[
             int(torch.randint(len(config.subsample), (1,), generator=self.generator))
         ]
         x, mask, grid = _subsample(self.x[idx], self.mask[idx], self.grid, int(stride))
+        shape = (self.batches.global_batch, *x.shape[1:])
+        sigma, n = draw_noise(
+            shape, self.noise, grid, self.generator, self.p_mean, config.p_std, x.device
+        )
+        rows = self.batches.rows
         self.model.train()
         with bf16_autocast(x.device, config.bf16):
-            loss = edm_loss(
-                self.network,
-                x,
-                self.noise,
-                grid,
-                generator=self.generator,
-                mask=mask,
-                p_mean=self.p_mean,
-                p_std=config.p_std,
-            )
-        self._check_finite(loss, "loss")
+            loss = self.replica(x, mask, grid, sigma[rows], n[rows])
+        loss, reported = self._share_of_mean(loss, mask.expand_as(x).sum())
+        self._check_finite(reported, "loss")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         self._check_finite(norm, "gradient norm")
         self.optimizer.step()
         self._update_ema()
-        return float(loss.detach())
+        return float(reported)
+
+    def _loss(self, model, x, mask, grid, sigma, n) -> torch.Tensor:
+        """The EDM loss of this rank's rows (the forward that DDP wraps).
+
+        The network called is ``self.network``: ``model`` itself, or its ``torch.compile``
+        wrapper, which shares its parameters (so DDP's gradient hooks fire either way).
+        """
+        network = self.network if model is self.model else model
+        return edm_loss(
+            network,
+            x,
+            self.noise,
+            grid,
+            mask=mask,
+            p_mean=self.p_mean,
+            p_std=self.config.p_std,
+            sigma=sigma,
+            n=n,
+        )
+
+    def _share_of_mean(self, loss: torch.Tensor, valid: torch.Tensor):
+        """This rank's loss to back-propagate and the global batch's loss, for the log.
+
+        ``loss`` is the mean over this rank's ``valid`` points; DDP averages gradients over
+        the ``W`` ranks, so back-propagating ``loss * W * valid / total`` gives the gradient
+        of the mean over every valid point of the global batch. One process: unchanged.
+        """
+        if not distributed.context().is_distributed:
+            return loss, loss.detach()
+        sums = torch.stack([loss.detach().double() * valid, valid.double()])
+        torch.distributed.all_reduce(sums)
+        world = distributed.context().world_size
+        share = loss * (world * valid.double() / sums[1].clamp_min(1)).to(loss.dtype)
+        return share, sums[0] / sums[1].clamp_min(1)
 
     def _update_ema(self) -> None:
         decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
@@ -426,9 +478,14 @@ class _Run:
     def save(self) -> None:
         if self.out is None:
             return
+        self.saved_step = self.step
+        if not distributed.is_main():
+            return
         state = {
             "format": FORMAT,
             "step": self.step,
+            "position": self.batches.position,
+            "processes": distributed.context().world_size,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -436,7 +493,16 @@ class _Run:
         }
         with atomic_path(self.out / CHECKPOINT_FILE) as tmp:
             torch.save(state, tmp)
-        self.saved_step = self.step
+
+    def _write_run_files(self, normalizer: bool) -> None:
+        """Rank 0 writes the run config (and, for a new run, normaliser and layout)."""
+        if not distributed.is_main():
+            return
+        if normalizer:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.normalizer.save(self.out / NORMALIZER_FILE)
+            self.layout.save(self.out / LAYOUT_FILE)
+        _write_json(self.out / CONFIG_FILE, self.run_config)
 
     def _restore(self, state: dict) -> None:
         missing = {"model", "optimizer", "rng"} - set(state)
@@ -455,9 +521,11 @@ class _Run:
             ) from error
         self.generator.set_state(state["rng"].cpu())
         self.step = self.saved_step = int(state["step"])
+        # where the epochs stood (older checkpoints: where this world size would be)
+        self.batches.position = int(state.get("position", self.step * self.batches.global_batch))
 
     def _log(self, record: dict) -> None:
-        if self.out is not None:
+        if self.out is not None and distributed.is_main():
             with open(self.out / LOG_FILE, "a") as f:
                 f.write(json.dumps(record) + "\n")
 

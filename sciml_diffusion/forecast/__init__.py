@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sciml_diffusion import distributed
+from sciml_diffusion.data_parallel import decided_on_main
 from sciml_diffusion.diffusion.prior import NORMALIZER_FILE
 from sciml_diffusion.fields import Normalizer
 from sciml_diffusion.forecast.base import (
@@ -100,7 +102,7 @@ def fit(
     config = _as_config(config)
     train, val = prepare_training(train, val, config)
     out = Path(out) if out is not None else None
-    run = check_resume(out, config, resume) if out is not None else None
+    run = decided_on_main(check_resume, out, config, resume) if out is not None else None
     cls = METHODS[config.method]
     if run is not None:
         model = cls.from_run(run, Normalizer.load(out / NORMALIZER_FILE))
@@ -112,7 +114,7 @@ def fit(
             )
     else:
         model = cls.create(train, config)
-        if out is not None:
+        if out is not None and distributed.is_main():  # under torchrun, rank 0 writes
             model.write_run(out)
     return model.train(train, val, out, resume=resume, progress=progress)
 

@@ -34,6 +34,7 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
+from sciml_diffusion import distributed
 from sciml_diffusion.diffusion.prior import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -159,6 +160,8 @@ class Forecaster:
         """Train every stage in order on the windows of ``train`` (validated on ``val``)."""
         config = self.config
         device = _device(config.device)
+        if distributed.context().is_distributed:  # under torchrun: this rank's device
+            device = distributed.context().device
         self.to(device)
         windows = Windows(*time_tensor(train, self.variables, self.normalizer), config.window)
         val_windows = (
@@ -213,7 +216,7 @@ class Forecaster:
                 f"the {stage} in {source} does not fit this configuration (width, modes, "
                 f"context, ...): {str(error).splitlines()[0]}"
             ) from error
-        if directory is not None:
+        if directory is not None and distributed.is_main():
             save_state(directory, {"step": state["step"], "ema": net.state_dict()})
         return net.requires_grad_(False).eval()
 

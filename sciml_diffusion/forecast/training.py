@@ -8,12 +8,23 @@ the model, its EMA and the optimiser in ``<run>/<stage>/checkpoint.pt``, so a re
 stage continues exactly where it stopped. The pieces are those of
 :func:`~sciml_diffusion.diffusion.train.train_prior`
 (:mod:`~sciml_diffusion.diffusion.training_state`).
+
+Windows are taken in epoch permutations drawn from ``(seed, epoch)``
+(:class:`~sciml_diffusion.data_parallel.EpochBatches`), whose position is checkpointed too.
+Under ``torchrun`` each process trains a DDP replica of the loss on its rows of each global
+batch of ``batch_size x world_size`` windows (disjoint within an epoch), gradients averaged
+over the processes; the random draws inside the loss come from a generator per rank seeded
+from the shared one (:func:`~sciml_diffusion.data_parallel.rank_generator`), so the windows
+are those of one process with the global batch but the draws paired with them differ. Rank 0
+alone computes the validation loss (as one process does), logs and writes checkpoints.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +32,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sciml_diffusion import distributed
+from sciml_diffusion.data_parallel import EpochBatches, rank_generator, replicate, scale_note
 from sciml_diffusion.diffusion.prior import CHECKPOINT_FILE, load_checkpoint
 from sciml_diffusion.diffusion.training_state import (
     check_finite,
@@ -65,17 +78,25 @@ def train_stage(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed + _offset(name))
+    batches = EpochBatches(len(train), config.batch_size, config.seed + _offset(name))
     step = saved = 0
+    distributed.barrier()  # a checkpoint rank 0 wrote is complete before it is read back
     if resume and directory is not None and (directory / CHECKPOINT_FILE).exists():
-        step = saved = _restore(directory, model, ema, optimizer, generator, device)
+        step = saved = _restore(directory, model, ema, optimizer, generator, batches, device)
+    replica = replicate(model, loss_fn)
+    main = distributed.is_main()
+    progress = progress and main
+    if main and distributed.context().is_distributed:
+        print(scale_note(f"the {name}", config.batch_size, config.lr), file=sys.stderr)
     bar = tqdm(total=steps, initial=step, desc=f"training {name}", disable=not progress)
     while step < steps:
         warmup_lr(optimizer, config.lr, step, config.warmup)
-        x, mask = train.draw(config.batch_size, generator, device)
+        x, mask = train.take(batches.next(), device)
         model.train()
-        loss = _seeded(loss_fn, model, x, mask, generator)
+        loss = _seeded(replica, x, mask, rank_generator(generator))
+        reported = torch.tensor(distributed.all_reduce_mean(float(loss.detach())))
         where = f"the checkpoint of step {saved} in {directory}" if saved else "nothing"
-        check_finite(loss, f"{name} loss", step + 1, where)
+        check_finite(reported, f"{name} loss", step + 1, where)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -84,16 +105,19 @@ def train_stage(
         update_ema(ema, model, step, config.ema_decay)
         step += 1
         bar.update(1)
-        record = {"stage": name, "step": step, "loss": float(loss.detach())}
-        if val is not None and (step % config.val_every == 0 or step == steps):
+        record = {"stage": name, "step": step, "loss": float(reported)}
+        if main and val is not None and (step % config.val_every == 0 or step == steps):
             record["val_loss"] = validation_loss(ema, loss_fn, val, config, device)
         bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if "loss" in k})
         if directory is not None:
-            _log(directory, record)
+            if main:
+                _log(directory, record)
             if step % config.checkpoint_every == 0 or step == steps:
-                _save(directory, step, model, ema, optimizer, generator)
+                if main:
+                    _save(directory, step, model, ema, optimizer, generator, batches)
                 saved = step
     bar.close()
+    distributed.barrier()  # the stage's last checkpoint is written before any rank goes on
     return ema.eval()
 
 
@@ -109,26 +133,29 @@ def validation_loss(model, loss_fn: Loss, val: Windows, config: ForecastConfig, 
     total = 0.0
     for chunk in rows.split(config.batch_size):
         x, mask = val.take(chunk, device)
-        total += float(_seeded(loss_fn, model, x, mask, generator)) * len(chunk)
+        loss = _seeded(functools.partial(loss_fn, model), x, mask, generator)
+        total += float(loss) * len(chunk)
     model.train(was_training)
     return total / count
 
 
-def _seeded(loss_fn, model, x, mask, generator):
-    """The loss with torch's global RNG (dropout) seeded from ``generator``: resumable."""
+def _seeded(loss, x, mask, generator):
+    """``loss(x, mask, generator)`` with torch's global RNG (dropout) seeded from
+    ``generator``: resumable."""
     seed = int(torch.randint(2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
         torch.manual_seed(seed)
-        return loss_fn(model, x, mask, generator)
+        return loss(x, mask, generator)
 
 
 def _offset(name: str) -> int:
     return sum(ord(c) for c in name) * 7919
 
 
-def _save(directory: Path, step, model, ema, optimizer, generator) -> None:
+def _save(directory: Path, step, model, ema, optimizer, generator, batches) -> None:
     state = {
         "step": step,
+        "position": batches.position,
         "model": model.state_dict(),
         "ema": ema.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -137,7 +164,7 @@ def _save(directory: Path, step, model, ema, optimizer, generator) -> None:
     save_state(directory, state)
 
 
-def _restore(directory: Path, model, ema, optimizer, generator, device) -> int:
+def _restore(directory: Path, model, ema, optimizer, generator, batches, device) -> int:
     state = load_checkpoint(directory, device)
     missing = {"model", "optimizer", "rng"} - set(state)
     if missing:
@@ -151,7 +178,9 @@ def _restore(directory: Path, model, ema, optimizer, generator, device) -> int:
             f"the checkpoint in {directory} does not fit its config: {str(error).splitlines()[0]}"
         ) from error
     generator.set_state(state["rng"].cpu())
-    return int(state["step"])
+    step = int(state["step"])
+    batches.position = int(state.get("position", step * batches.global_batch))
+    return step
 
 
 def _log(directory: Path, record: dict) -> None:

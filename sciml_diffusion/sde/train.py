@@ -11,12 +11,22 @@ names, step), ``model.pt`` (the ``state_dict``) and ``trainer.pt`` (optimizer, s
 random-generator states), all written atomically, and ``log.jsonl`` (one record per step);
 tensors are loaded with ``torch.load(weights_only=True)``. Resuming continues from the
 saved step and drops the log records after it (those steps are done again).
+
+Minibatches follow epoch permutations of the sequences drawn from ``(seed, epoch)``
+(:class:`~sciml_diffusion.data_parallel.EpochBatches`, position checkpointed). Under
+``torchrun`` each process trains a DDP replica of the loss on its rows of each global batch of
+``batch_size x world_size`` sequences (disjoint within an epoch), with gradients averaged
+over the processes; the loss's own draws (times, noise, hidden slots) come from a generator
+per rank seeded from the shared one (:func:`~sciml_diffusion.data_parallel.rank_generator`).
+Rank 0 alone logs and writes the run directory.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -25,6 +35,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from sciml_diffusion import distributed
+from sciml_diffusion.data_parallel import EpochBatches, rank_generator, replicate, scale_note
 from sciml_diffusion.sde.baselines import solver_nelbo
 from sciml_diffusion.sde.latent import LatentSDE, NELBOTerms
 from sciml_diffusion.sde.matching import sde_matching_loss
@@ -57,7 +69,7 @@ class TrainConfig:
     steps : int
         Total optimisation steps (a resumed run continues up to this number).
     batch_size : int
-        Sequences per step, drawn with replacement.
+        Sequences per step (per process under ``torchrun``), in epoch permutations.
     lr, lr_final : float
         Adam learning rate, decayed exponentially to ``lr_final`` at ``steps``.
     t_samples : int
@@ -137,6 +149,8 @@ class Trainer:
         gamma = (config.lr_final / config.lr) ** (1.0 / config.steps)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma)
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.batches = EpochBatches(len(series), config.batch_size, config.seed)
+        self.replica = replicate(model, self._terms)
         self.step_count = 0
         self.train_seconds = 0.0
 
@@ -145,27 +159,29 @@ class Trainer:
         anneal = self.config.kl_anneal_steps
         return 1.0 if anneal <= 0 else min(1.0, (self.step_count + 1) / anneal)
 
-    def loss_terms(self, batch: ObservedSeries) -> NELBOTerms:
-        """The method's NELBO terms on a normalised batch."""
+    def loss_terms(self, batch: ObservedSeries, generator=None) -> NELBOTerms:
+        """The method's NELBO terms on a normalised batch (draws from ``generator``)."""
+        return self._terms(self.model, batch, generator or self.generator)
+
+    def _terms(self, model, batch, generator) -> NELBOTerms:
         if self.config.method == "matching":
-            return sde_matching_loss(self.model, batch, self.config.t_samples, self.generator)
-        return solver_nelbo(self.model, batch, self.config.method, self.config.dt, self.generator)
+            return sde_matching_loss(model, batch, self.config.t_samples, generator)
+        return solver_nelbo(model, batch, self.config.method, self.config.dt, generator)
 
     def step(self) -> float:
         """One optimisation step; returns the batch-mean NELBO (normalised units)."""
         begin = time.perf_counter()
         self.model.train()
-        index = torch.randint(
-            0, len(self.series), (self.config.batch_size,), generator=self.generator
-        )
-        batch = self.series[index.to(self.series.times.device)]
+        batch = self.series[self.batches.next().to(self.series.times.device)]
+        generator = rank_generator(self.generator)
         if self.config.hide_fraction > 0:
-            batch = batch.hide_random(self.config.hide_fraction, self.generator)
-        terms = self.loss_terms(batch)
+            batch = batch.hide_random(self.config.hide_fraction, generator)
+        terms = self.replica(batch, generator)
         loss = terms.total(self.kl_weight)
-        if not torch.isfinite(loss):
+        mean_loss = distributed.all_reduce_mean(float(loss.detach()))
+        if not math.isfinite(mean_loss):
             raise FloatingPointError(
-                f"the {self.config.method} loss became {float(loss)} at step "
+                f"the {self.config.method} loss became {mean_loss} at step "
                 f"{self.step_count}; lower lr or dt, or raise kl_anneal_steps"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -175,7 +191,7 @@ class Trainer:
         self.scheduler.step()
         self.step_count += 1
         self.train_seconds += time.perf_counter() - begin
-        return float(terms.nelbo.detach().mean())
+        return distributed.all_reduce_mean(float(terms.nelbo.detach().mean()))
 
     def state_dict(self) -> dict:
         return {
@@ -183,6 +199,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
             "step": torch.tensor(self.step_count),
+            "position": torch.tensor(self.batches.position),
             "train_seconds": torch.tensor(self.train_seconds, dtype=torch.float64),
         }
 
@@ -191,6 +208,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         self.step_count = int(state["step"])
+        default = self.step_count * self.batches.global_batch  # a checkpoint without it
+        self.batches.position = int(state.get("position", default))
         self.train_seconds = float(state["train_seconds"])
         self.rebuild_schedule()
 
@@ -245,16 +264,23 @@ def train(
     normalizer = normalizer or ChannelNormalizer.fit(series)
     device = model.initial_mean.device
     trainer = Trainer(model, normalizer.normalize(series).to(device), config)
+    main = distributed.is_main()
     if resume:
         if run_dir is None:
             raise ValueError("resume needs the run directory to continue from")
+        distributed.barrier()  # a checkpoint rank 0 wrote is complete before it is read back
         previous = load_run(run_dir, device)
         if previous.trainer_state is None:
             raise ValueError(f"{run_dir} has no trainer.pt; it cannot be resumed")
         model.load_state_dict(previous.model.state_dict())
         trainer.load_state_dict(previous.trainer_state)
-    if run_dir is not None:
+    write = run_dir is not None and main
+    if write:
         _truncate_log(Path(run_dir), trainer.step_count)
+    progress = progress and main
+    if main and distributed.context().is_distributed:
+        note = scale_note("a latent SDE", config.batch_size, config.lr)
+        print(note, file=sys.stderr)
     bar = tqdm(
         total=config.steps, initial=trainer.step_count, disable=not progress, desc=config.method
     )
@@ -262,15 +288,16 @@ def train(
         nelbo = trainer.step()
         bar.update(1)
         bar.set_postfix(nelbo=f"{nelbo:.3g}")
-        if run_dir is not None:
+        if write:
             _log(Path(run_dir), {"step": trainer.step_count, "nelbo": nelbo})
-        if run_dir is not None and trainer.step_count % config.checkpoint_every == 0:
+        if write and trainer.step_count % config.checkpoint_every == 0:
             save_run(run_dir, trainer, normalizer, channels)
         if callback is not None:
             callback(trainer)
     bar.close()
-    if run_dir is not None:
+    if write:
         save_run(run_dir, trainer, normalizer, channels)
+    distributed.barrier()  # the run directory is complete before any rank goes on
     return trainer
 
 

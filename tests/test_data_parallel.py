@@ -1,0 +1,129 @@
+"""Data-parallel training: batch order, and 2 processes against 1 with twice the batch."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+import torch
+from torch.utils.data import DistributedSampler
+
+from sciml_diffusion.data_parallel import EpochBatches, decided_on_main, scale_note
+from sciml_diffusion.distributed import Context
+from tests import data_parallel_steps
+from tests.torchrun import ROOT, torchrun
+
+
+def _ranks(n, batch, world, seed=0):
+    return [EpochBatches(n, batch, seed, Context(rank=r, world_size=world)) for r in range(world)]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("n, batch", [(12, 2), (10, 3), (5, 4)])
+def test_ranks_split_the_batches_of_one_process_with_the_global_batch(n, batch, world):
+    ranks, single = _ranks(n, batch, world), EpochBatches(n, batch * world, 0)
+    for _ in range(7):  # across several epochs (and a batch longer than an epoch)
+        joined = torch.cat([r.next() for r in ranks])
+        torch.testing.assert_close(joined, single.next(), rtol=0, atol=0)
+    assert {r.position for r in ranks} == {single.position} == {7 * batch * world}
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_see_disjoint_shards_covering_every_epoch(world):
+    n, batch = 24, 2  # 4 or 6 items per step: whole steps per epoch
+    ranks = _ranks(n, batch, world, seed=5)
+    for _ in range(2):
+        seen = [torch.cat([r.next() for _ in range(n // (batch * world))]) for r in ranks]
+        joined = torch.cat(seen)
+        assert sorted(joined.tolist()) == list(range(n))  # disjoint and complete
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 4])
+def test_epochs_are_the_permutations_of_distributed_sampler(epoch):
+    sampler = DistributedSampler(range(11), num_replicas=1, rank=0, shuffle=True, seed=3)
+    sampler.set_epoch(epoch)
+    assert EpochBatches(11, 2, 3).epoch(epoch).tolist() == list(sampler)
+
+
+def test_one_process_decides_locally_and_states_the_scale():
+    def refuse():
+        raise FileExistsError("run exists")
+
+    with pytest.raises(FileExistsError, match="run exists"):
+        decided_on_main(refuse)
+    assert decided_on_main(lambda a: a + 1, 1) == 2
+    assert "effective batch 8 per step" in scale_note("a prior", 8, 1e-3)
+
+
+@pytest.mark.parametrize("noise", ["white", "grf"])
+def test_rows_of_the_global_draw_pair_each_sample_with_its_noise(noise):
+    """Half-batches with their rows of one draw average to the loss of the whole batch."""
+    from sciml_diffusion.diffusion import EDMDenoiser, GRFNoise, WhiteNoise, edm_loss
+    from sciml_diffusion.diffusion.backbone import ConditionalFNO
+    from sciml_diffusion.diffusion.loss import draw_noise
+    from sciml_diffusion.fields import Grid
+
+    grid = Grid.regular(16, periodic=True)
+    process = WhiteNoise() if noise == "white" else GRFNoise.unit_variance(grid, 1.0, 5.0)
+    torch.manual_seed(0)
+    model = EDMDenoiser(ConditionalFNO(1, (4,), width=8, n_layers=1))
+    x = torch.randn(6, 1, 16, generator=torch.Generator().manual_seed(1))
+    whole = edm_loss(model, x, process, grid, generator=torch.Generator().manual_seed(2))
+    sigma, n = draw_noise(x.shape, process, grid, torch.Generator().manual_seed(2))
+    halves = [edm_loss(model, x[r], process, grid, sigma=sigma[r], n=n[r]) for r in _HALVES]
+    torch.testing.assert_close((halves[0] + halves[1]) / 2, whole, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="both sigma and n"):
+        edm_loss(model, x, process, grid, sigma=sigma)
+
+
+_HALVES = (slice(0, 3), slice(3, 6))
+
+
+def test_two_processes_take_the_steps_of_one_with_twice_the_batch(tmp_path):
+    """2 gloo ranks x batch 3 against 1 process x batch 6, after 1 and after 3 steps.
+
+    The prior's data have NaN holes of different sizes per sample (the masked-mean loss is
+    re-weighted across ranks), draw strides 1 or 2, noise levels and GRF noise for the
+    global batch; 9 training samples, so step 2 crosses an epoch. Tolerance: float32 sums
+    in another order (measured differences ~2e-7 on weights of size ~1).
+    """
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one").mkdir()
+    torchrun([str(ROOT / "tests" / "data_parallel_steps.py"), str(tmp_path / "two"), "3"])
+    two = torch.load(tmp_path / "two" / "weights.pt", weights_only=True)
+    one = data_parallel_steps.run(tmp_path / "one", 6)
+    assert two["world_size"] == 2
+    assert two["synced"] == {"forecaster": True, "sde matching": True, "sde adjoint": True}
+    for part, states in one.items():
+        if part == "synced":
+            continue
+        for which, state in states.items():
+            for name, value in state.items():
+                torch.testing.assert_close(
+                    two[part][which][name], value, rtol=1e-5, atol=1e-6, msg=f"{part} {name}"
+                )
+    moved = one["prior"]["last"]["backbone.lifting.fcs.0.weight"]
+    first = one["prior"]["first"]["backbone.lifting.fcs.0.weight"]
+    assert (moved - first).abs().max() > 1e-4  # the steps change the weights far more
+
+
+def _documented_command() -> list[str]:
+    """The ``torchrun ... prior train`` command of docs/scaling.md, after the launcher."""
+    lines = (ROOT / "docs" / "scaling.md").read_text().splitlines()
+    words = shlex.split(next(line for line in lines if line.startswith("torchrun ")))
+    assert words[:3] == ["torchrun", "--standalone", "--nproc_per_node=2"]
+    return words[3:]
+
+
+def test_documented_prior_train_command_under_torchrun(tmp_path):
+    from sciml_diffusion.diffusion import Prior
+    from sciml_diffusion.fields import Grid
+
+    data_parallel_steps.field_data().save(tmp_path / "data.nc")
+    stdout = torchrun(_documented_command(), cwd=tmp_path)
+    assert stdout.count("trained Prior") == 1  # rank 0 alone reports (and writes)
+    out = tmp_path / "run"
+    prior = Prior.load(out)
+    fields = prior.sample(2, grid=Grid.regular((8, 8), periodic=True), steps=2)
+    assert len(fields) == 2 and torch.isfinite(fields.to_tensor()).all()
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
