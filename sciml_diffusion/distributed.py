@@ -162,12 +162,17 @@ def shutdown() -> None:
 
 @contextlib.contextmanager
 def session(device="auto"):
-    """``with session(device) as ctx:`` :func:`init` on entry, :func:`shutdown` on exit."""
+    """``with session(device) as ctx:`` :func:`init` on entry, :func:`shutdown` on exit.
+
+    A session inside another (a command called from a script that runs its own session)
+    leaves the process group to the outer one.
+    """
+    nested = context().is_distributed
     ctx = init(device)
     try:
         yield ctx
     finally:
-        if ctx.is_distributed:
+        if ctx.is_distributed and not nested:
             shutdown()
 
 
