@@ -15,6 +15,8 @@ batches, and compare with the whole ensemble.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -35,6 +37,16 @@ TOL_MMPS = dict(rtol=1e-4, atol=1e-4)
 TINY_PRIOR = ["--steps", "2", "--batch-size", "2", "--width", "4", "--modes", "2", "--quiet"]
 
 
+#: the commands of docs/scaling_ensembles.md, run in a folder holding prior_run and obs.nc
+PRIOR_SAMPLE = "prior sample --checkpoint prior_run --samples 5 --steps 3 --seed 3 --batch-size 1"
+RECONSTRUCT = (
+    "reconstruct --checkpoint prior_run --observations obs.nc --members 5 --steps 2 --seed 1 "
+    "--batch-size 1"
+)
+TORCHRUN = "torchrun --standalone --nproc_per_node=2 -m sciml_diffusion.cli"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "scaling_ensembles.md"
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A 12x12 two-variable data set, a tiny prior trained on it and 10 sensors of u."""
@@ -45,54 +57,115 @@ def files(tmp_path_factory):
     )
     x = torch.stack([fields, 2 * fields + 1], dim=1)
     FieldDataset.from_tensor(x, variables=["a", "u"], grid=grid).save(root / "data.nc")
-    argv = ["prior", "train", "--data", str(root / "data.nc"), "--out", str(root / "prior")]
+    argv = ["prior", "train", "--data", str(root / "data.nc"), "--out", str(root / "prior_run")]
     assert main([*argv, *TINY_PRIOR, "--noise", "white"]) == 0
     argv = ["observe", "--data", str(root / "data.nc"), "--count", "10", "--variables", "u"]
     assert main([*argv, "--noise-std", "0.01", "--out", str(root / "obs.nc")]) == 0
     return root
 
 
-def _cli(*argv):
-    return ["-m", "sciml_diffusion.cli", *argv]
+@pytest.fixture
+def workdir(files, tmp_path, monkeypatch):
+    """A fresh folder with ``prior_run`` and ``obs.nc`` (links), the current directory."""
+    for name in ("prior_run", "obs.nc"):
+        (tmp_path / name).symlink_to(files / name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
-def test_prior_sample_on_two_ranks_writes_the_one_process_file(files, tmp_path):
-    common = ["prior", "sample", "--checkpoint", str(files / "prior"), "--samples", "5"]
-    common += ["--steps", "3", "--seed", "3", "--batch-size", "1", "--quiet"]
-    assert main([*common, "--out", str(tmp_path / "one.nc")]) == 0
-    stdout = torchrun(_cli(*common, "--out", str(tmp_path / "two.nc")))
+def _one_and_two_ranks(command: str, workdir: Path):
+    """``command`` on 1 process (in this one) and on 2 with torchrun: the two files."""
+    assert main([*command.split(), "--quiet", "--out", "one.nc"]) == 0
+    stdout = torchrun(
+        [*TORCHRUN.split()[3:], *command.split(), "--quiet", "--out", "two.nc"], cwd=workdir
+    )
+    return open_dataset(workdir / "one.nc"), open_dataset(workdir / "two.nc"), stdout
+
+
+def test_prior_sample_on_two_ranks_writes_the_one_process_file(workdir):
+    one, two, stdout = _one_and_two_ranks(PRIOR_SAMPLE, workdir)
     assert stdout.count("wrote 5 samples") == 1  # rank 0 alone writes and prints
-    one, two = open_dataset(tmp_path / "one.nc"), open_dataset(tmp_path / "two.nc")
     xr.testing.assert_equal(one, two)  # bit for bit, same coordinates
     assert (one.attrs["ranks"], two.attrs["ranks"]) == (1, 2)
     assert one.attrs["seed"] == two.attrs["seed"] == 3
     assert float(two["u"].std("sample").min()) > 0  # five different samples
-    assert not list(tmp_path.glob(".*tmp"))  # written atomically, nothing left behind
+    assert not list(workdir.glob(".*tmp"))  # written atomically, nothing left behind
 
 
-def test_reconstruct_on_two_ranks_writes_the_one_process_file(files, tmp_path):
-    common = ["reconstruct", "--checkpoint", str(files / "prior"), "--observations"]
-    common += [str(files / "obs.nc"), "--members", "5", "--steps", "2", "--seed", "1"]
-    common += ["--batch-size", "1", "--quiet"]
-    assert main([*common, "--out", str(tmp_path / "one.nc")]) == 0
-    stdout = torchrun(_cli(*common, "--out", str(tmp_path / "two.nc")))
+def test_reconstruct_on_two_ranks_writes_the_one_process_file(workdir):
+    one, two, stdout = _one_and_two_ranks(RECONSTRUCT, workdir)
     assert stdout.count("wrote 5 members") == 1
-    one, two = open_dataset(tmp_path / "one.nc"), open_dataset(tmp_path / "two.nc")
     xr.testing.assert_equal(one, two)  # members, u_mean, u_std, sensors: bit for bit
     assert list(two["member"].values) == [0, 1, 2, 3, 4]
     assert (one.attrs["ranks"], two.attrs["ranks"]) == (1, 2)
     assert float(two["u_std"].min()) > 0
 
 
-def test_an_existing_output_stops_every_rank_before_sampling(files, tmp_path):
-    """Rank 0 checks --out; its verdict reaches rank 1, so neither waits in a gather."""
-    out = tmp_path / "taken.nc"
-    out.write_text("keep me")
-    argv = _cli("prior", "sample", "--checkpoint", str(files / "prior"), "--samples", "4")
-    with pytest.raises(AssertionError, match="exited") as failure:
-        torchrun([*argv, "--out", str(out)], timeout=60)
-    assert "pass --overwrite" in str(failure.value)
-    assert out.read_text() == "keep me"
+def test_the_docs_show_the_commands_these_tests_run():
+    text = " ".join(DOCS.read_text().replace("\\\n", " ").split())
+    for command in (PRIOR_SAMPLE, RECONSTRUCT):
+        assert f"{TORCHRUN} {command}" in text
+
+
+#: design, forecast run and sde forecast, run in a folder holding the runs of `more_runs`
+OTHERS = {
+    "design": "design --checkpoint prior_run --observations obs.nc --add 2 --members 6 "
+    "--steps 2 --noise-std 0.01 --seed 2 --batch-size 1 --quiet",
+    "forecast": "forecast run --checkpoint forecast_run --initial initial.nc --lead-times 1,3 "
+    "--members 5 --seed 4 --batch-size 1",
+    "sde": "sde forecast --checkpoint sde_run --data ou.nc --members 5 --horizon 3 --batch 3 "
+    "--seed 2 --quiet",
+}
+
+
+@pytest.fixture(scope="module")
+def more_runs(files):
+    """A tiny DYffusion forecaster and latent SDE beside the prior (1 training step each)."""
+    from sciml_diffusion import forecast
+    from tests.forecast.conftest import TINY, waves
+
+    config = {**TINY, "method": "dyffusion", "steps": 1, "checkpoint_every": 1}
+    forecast.fit(
+        waves(samples=2, steps=6), config=config, out=files / "forecast_run", progress=False
+    )
+    waves(samples=2, steps=3, seed=1).to_netcdf(files / "initial.nc")
+    ou = ["sde", "simulate", "ou", "--samples", "6", "--times", "6"]
+    assert main([*ou, "--out", str(files / "ou.nc")]) == 0
+    argv = ["sde", "train", "--data", str(files / "ou.nc"), "--out", str(files / "sde_run")]
+    argv += ["--latent-dim", "1", "--hidden", "4", "--context-dim", "2", "--steps", "2"]
+    assert main([*argv, "--batch-size", "4", "--quiet"]) == 0
+    return files
+
+
+def test_design_forecast_and_sde_forecast_on_two_ranks(more_runs, workdir):
+    """One process group runs an output-path error (every rank stops with exit 2, none
+    hangs) then the three other commands; their files equal the 1-process ones."""
+    for name in ("forecast_run", "initial.nc", "sde_run", "ou.nc"):
+        (workdir / name).symlink_to(more_runs / name)
+    (workdir / "taken.nc").write_text("keep me")
+    taken = PRIOR_SAMPLE + " --out taken.nc"
+    commands = [taken] + [f"{c} --out {name}_two.nc" for name, c in OTHERS.items()]
+    script = Path(__file__).with_name("cli_in_one_group.py")
+    stdout = torchrun([str(script), *commands], cwd=workdir)
+    for rank in (0, 1):
+        assert f"rank {rank} exit 2: {taken}" in stdout
+        for command in commands[1:]:
+            assert f"rank {rank} exit 0: {command}" in stdout
+    assert (workdir / "taken.nc").read_text() == "keep me"
+    for name, command in OTHERS.items():
+        assert main([*command.split(), "--out", f"{name}_one.nc"]) == 0
+        one = open_dataset(workdir / f"{name}_one.nc")
+        two = open_dataset(workdir / f"{name}_two.nc")
+        assert (one.attrs["ranks"], two.attrs["ranks"]) == (1, 2)
+        if name == "sde":  # the latent SDE's networks see 3 x 5 rows against 3 x 3 or 2
+            xr.testing.assert_allclose(one, two, **TOL)
+        else:  # the same batches of one member: bit for bit
+            xr.testing.assert_equal(one, two)
+    design = open_dataset(workdir / "design_two.nc")
+    np.testing.assert_array_equal(
+        design.attrs["criterion_value"],
+        open_dataset(workdir / "design_one.nc").attrs["criterion_value"],
+    )
 
 
 # ------------------------------------------------------------------ 1 process, two splits
@@ -113,7 +186,7 @@ def test_reconstruct_members_do_not_depend_on_batch_or_shard(files, two_rank_blo
     from sciml_diffusion.fields import Observations
     from sciml_diffusion.inverse import reconstruct
 
-    prior = Prior.load(files / "prior")
+    prior = Prior.load(files / "prior_run")
     obs = Observations.from_xarray(open_dataset(files / "obs.nc"))
     options = dict(members=5, steps=2, generator=4, progress=False)
     whole = reconstruct(prior, obs, **options)
