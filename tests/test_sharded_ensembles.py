@@ -115,6 +115,9 @@ OTHERS = {
     "--members 5 --seed 4 --batch-size 1",
     "sde": "sde forecast --checkpoint sde_run --data ou.nc --members 5 --horizon 3 --batch 3 "
     "--seed 2 --quiet",
+    # one member on two ranks: rank 1 computes none
+    "one_member": "sde forecast --checkpoint sde_run --data ou.nc --members 1 --horizon 2 --quiet",
+    "one_sample": "prior sample --checkpoint prior_run --samples 1 --steps 2 --quiet",
 }
 
 

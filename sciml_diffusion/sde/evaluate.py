@@ -271,6 +271,9 @@ def forecast(
     sequences = range(len(series)) if sequences is None else [int(s) for s in sequences]
     if len(sequences) != len(series):
         raise ValueError(f"{len(sequences)} sequence indices for {len(series)} sequences")
+    if len(block) == 0:  # a rank with no members (more ranks than members)
+        empty = series.values.new_empty(0, len(series), len(lead_times), series.values.shape[-1])
+        return empty, empty.clone()
     streams = functools.partial(member_rows, seed, sequences, block)
     norm = normalizer.normalize(series) if normalizer is not None else series
     if model.posterior == "marginal":
