@@ -325,7 +325,12 @@ def _add_forecast(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (torch's)")
-    p.add_argument("--batch", type=positive_int, default=64, help="sequences forecast at a time")
+    p.add_argument(
+        "--batch",
+        type=positive_int,
+        default=64,
+        help="sequences forecast at a time (memory only: the forecast does not depend on it)",
+    )
     p.add_argument("--truth", default=None, help="record .nc to draw in the --plot fan")
     p.add_argument("--plot", default=None, help="PNG/PDF/SVG of the ensemble fan")
     p.add_argument(

@@ -265,6 +265,7 @@ class Prior:
         self,
         n: int,
         grid: Grid | None = None,
+        *,
         batch_size: int | None = None,
         sharded: bool = False,
         **options,
