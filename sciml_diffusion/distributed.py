@@ -16,6 +16,9 @@ The rest is what commands need around it:
 - :func:`gather` / :func:`all_gather`: every rank's tensor (of any first-dim length) joined
   along dim 0 in rank order, on rank 0 / on every rank.
 - :func:`broadcast` / :func:`all_reduce_mean`: one object from rank 0, a mean of floats.
+- :func:`member_block` / :func:`gather_members`: the ensemble members a rank computes, and
+  all of them, in index order, on rank 0 (commands sharded by member);
+  :func:`run_on_main`: a check (of output paths, say) run on rank 0, its verdict on all.
 
 Training uses :class:`torch.nn.parallel.DistributedDataParallel` on top of this; nothing
 here replaces ``torch.distributed``'s own communication.
@@ -45,6 +48,9 @@ __all__ = [
     "all_gather",
     "broadcast",
     "all_reduce_mean",
+    "member_block",
+    "gather_members",
+    "run_on_main",
 ]
 
 #: environment variables ``torchrun`` (and ``srun`` + ``torchrun``) sets on every process
@@ -156,12 +162,17 @@ def shutdown() -> None:
 
 @contextlib.contextmanager
 def session(device="auto"):
-    """``with session(device) as ctx:`` :func:`init` on entry, :func:`shutdown` on exit."""
+    """``with session(device) as ctx:`` :func:`init` on entry, :func:`shutdown` on exit.
+
+    A session inside another (a command called from a script that runs its own session)
+    leaves the process group to the outer one.
+    """
+    nested = context().is_distributed
     ctx = init(device)
     try:
         yield ctx
     finally:
-        if ctx.is_distributed:
+        if ctx.is_distributed and not nested:
             shutdown()
 
 
@@ -253,3 +264,49 @@ def all_reduce_mean(value: float) -> float:
     t = torch.tensor([float(value)], dtype=torch.float64, device=ctx.device)
     dist.all_reduce(t)
     return float(t) / ctx.world_size
+
+
+# ---------------------------------------------------------------------- sharded ensembles
+def member_block(n: int, sharded: bool = True) -> range:
+    """The members ``0 .. n-1`` this rank computes: its :func:`shard` if ``sharded``, else all.
+
+    A member's random draws come from a generator seeded by (seed, member index), so the
+    ensemble is the same whichever rank computes which member.
+    """
+    return shard(n) if sharded else range(n)
+
+
+def gather_members(members: torch.Tensor, block: range):
+    """Every rank's ``members (len(block), ...)`` joined in index order, on rank 0.
+
+    Returns ``(tensor, indices)``: on rank 0 of a process group all the members and
+    ``range(total)``; on the other ranks ``(None, None)``; for a single process
+    ``(members, block)`` unchanged. Ranks with an empty block send an empty tensor.
+    """
+    if not context().is_distributed:
+        return members, block
+    joined = gather(members)
+    if joined is None:
+        return None, None
+    return joined, range(joined.shape[0])
+
+
+def run_on_main(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` on rank 0; its result, or its error, on every rank.
+
+    For checks before expensive work (output paths that must not be overwritten): rank 0
+    decides once, and an error stops every rank instead of leaving the others waiting in a
+    collective. For a single process it is a plain call.
+    """
+    if not context().is_distributed:
+        return function(*args, **kwargs)
+    verdict = (None, None)
+    if is_main():
+        try:
+            verdict = (function(*args, **kwargs), None)
+        except Exception as error:  # every rank re-raises it below
+            verdict = (None, error)
+    result, error = broadcast(verdict)
+    if error is not None:
+        raise error
+    return result

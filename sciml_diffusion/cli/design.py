@@ -46,6 +46,9 @@ def register(groups: argparse._SubParsersAction) -> None:
         "--exclude-boundary", action="store_true", help="no candidates on non-periodic edges"
     )
     design.add_argument("--members", type=positive_int, default=32, help="posterior ensemble")
+    design.add_argument(
+        "--batch-size", type=positive_int, default=None, help="members per batch (default all)"
+    )
     design.add_argument("--steps", type=positive_int, default=None, help="sampler steps")
     design.add_argument("--method", default="mmps", help="posterior sampler: mmps, dps, ...")
     design.add_argument(
@@ -60,6 +63,13 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 
 def _design(args: argparse.Namespace) -> None:
+    from sciml_diffusion import distributed
+
+    with distributed.session(check_device(args.device)) as ctx:
+        _design_sharded(args, ctx)
+
+
+def _design_outputs(args: argparse.Namespace):
     from sciml_diffusion.cli.inverse import _noise_std
 
     inputs = [args.observations, args.candidates]
@@ -70,8 +80,14 @@ def _design(args: argparse.Namespace) -> None:
     check_input_file(args.observations, "--observations")
     if args.candidates:
         check_input_file(args.candidates, "--candidates")
-    device = check_device(args.device)
-    noise = _noise_std(args.noise_std)
+    return out, plot, _noise_std(args.noise_std)
+
+
+def _design_sharded(args: argparse.Namespace, ctx) -> None:
+    """``design`` on every rank: the posterior members split by rank; rank 0 selects, writes."""
+    from sciml_diffusion import distributed
+
+    out, plot, noise = distributed.run_on_main(_design_outputs, args)
 
     from sciml_diffusion.diffusion import Prior
     from sciml_diffusion.fields import Observations, open_dataset
@@ -79,7 +95,7 @@ def _design(args: argparse.Namespace) -> None:
     from sciml_diffusion.inverse.design import interior_mask, plot_design, suggest_sensors
 
     obs = Observations.from_xarray(open_dataset(args.observations))
-    prior = Prior.load(args.checkpoint, device=device)
+    prior = Prior.load(args.checkpoint, device=ctx.device)
     candidates = None
     if args.candidates:
         candidates = Observations.from_xarray(open_dataset(args.candidates))
@@ -97,12 +113,22 @@ def _design(args: argparse.Namespace) -> None:
         estimator=args.estimator,
         noise_std=noise,
         method=args.method,
-        device=device,
-        progress=not args.quiet,
+        device=ctx.device,
+        progress=not args.quiet and ctx.is_main,
+        sharded=True,
+        batch_size=args.batch_size,
         **options,
     )
+    if proposed is None:  # not rank 0: its members went to rank 0
+        return
     ds = proposed.to_xarray()
-    ds.attrs.update(checkpoint=str(args.checkpoint), observations=str(args.observations))
+    ds.attrs.update(
+        checkpoint=str(args.checkpoint),
+        observations=str(args.observations),
+        seed=args.seed,
+        members=args.members,
+        ranks=ctx.world_size,
+    )
     save_dataset(ds, out)
     if plot is not None:
         plot_design(proposed, obs, path=plot)

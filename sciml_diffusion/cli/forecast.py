@@ -53,7 +53,8 @@ def register(groups: argparse._SubParsersAction) -> None:
         "--lead-times", required=True, help="time steps ahead: '1,2,4' or a range '1-12'"
     )
     run.add_argument("--members", type=int, default=8, help="ensemble size")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="random seed (member i: seed, i)")
+    run.add_argument("--batch-size", type=int, default=None, help="members per batch (all)")
     run.add_argument("--device", default="cpu")
     run.add_argument("--no-rollout", action="store_true", help="refuse leads beyond the horizon")
     run.add_argument("--out", required=True, help="output .nc")
@@ -189,19 +190,35 @@ def _train_plan(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> None:
-    import torch
+    from sciml_diffusion import distributed
+    from sciml_diffusion.cli.checks import check_device
 
-    from sciml_diffusion import forecast
-    from sciml_diffusion.fields.io import open_dataset, save_dataset
+    with distributed.session(check_device(args.device)) as ctx:
+        _run_sharded(args, ctx)
 
+
+def _run_outputs(args: argparse.Namespace):
     out = check_output_file(args.out, args.overwrite)
     plot = check_plot_file(args.plot, args.overwrite)
     leads = parse_lead_times(args.lead_times)
     if args.members < 1:
         raise ValueError(f"--members must be >= 1, got {args.members}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not Path(args.initial).exists():
         raise FileNotFoundError(f"no initial-state file at {args.initial}")
-    model = forecast.load(args.checkpoint, device=args.device)
+    return out, plot, leads
+
+
+def _run_sharded(args: argparse.Namespace, ctx) -> None:
+    """``forecast run`` on every rank: members split by rank, gathered and written on rank 0."""
+    import torch
+
+    from sciml_diffusion import distributed, forecast
+    from sciml_diffusion.fields.io import open_dataset, save_dataset
+
+    out, plot, leads = distributed.run_on_main(_run_outputs, args)
+    model = forecast.load(args.checkpoint, device=ctx.device)
     initial = open_dataset(args.initial)
     with torch.no_grad():
         ensemble = model.forecast(
@@ -210,8 +227,13 @@ def _run(args: argparse.Namespace) -> None:
             members=args.members,
             generator=args.seed,
             rollout=not args.no_rollout,
-            progress=True,
+            progress=ctx.is_main,
+            batch_size=args.batch_size,
+            sharded=True,
         )
+    if ensemble is None:  # not rank 0: its members went to rank 0
+        return
+    ensemble.attrs["ranks"] = ctx.world_size
     save_dataset(ensemble, out)
     print(
         f"wrote a {args.members}-member {model.method} forecast of "

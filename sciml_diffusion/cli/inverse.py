@@ -111,19 +111,32 @@ def _noise_std(text: str | None):
 
 
 def _reconstruct(args: argparse.Namespace) -> None:
+    from sciml_diffusion import distributed
+
+    with distributed.session(check_device(args.device)) as ctx:
+        _reconstruct_sharded(args, ctx)
+
+
+def _reconstruct_outputs(args: argparse.Namespace):
+    sensors = check_input_file(args.observations, "--observations")
+    inputs = [sensors, args.checkpoint]
+    out = check_output_file(args.out, overwrite=args.overwrite, inputs=inputs)
+    check_plot_path(args.plot, overwrite=args.overwrite, inputs=inputs)
+    return sensors, out, _noise_std(args.noise_std)
+
+
+def _reconstruct_sharded(args: argparse.Namespace, ctx) -> None:
+    """``reconstruct`` on every rank: members split by rank, gathered and written on rank 0."""
+    from sciml_diffusion import distributed
     from sciml_diffusion.diffusion import Prior
     from sciml_diffusion.fields import Observations, open_dataset
     from sciml_diffusion.fields.io import save_dataset
     from sciml_diffusion.inverse import reconstruct
     from sciml_diffusion.inverse.report import plot_reconstruction
 
-    sensors = check_input_file(args.observations, "--observations")
-    inputs = [sensors, args.checkpoint]
-    out = check_output_file(args.out, overwrite=args.overwrite, inputs=inputs)
-    check_plot_path(args.plot, overwrite=args.overwrite, inputs=inputs)
-    device = check_device(args.device)
+    sensors, out, noise_std = distributed.run_on_main(_reconstruct_outputs, args)
     obs = Observations.from_xarray(open_dataset(sensors))
-    prior = Prior.load(args.checkpoint, device=device, compile=args.compile)
+    prior = Prior.load(args.checkpoint, device=ctx.device, compile=args.compile)
     grid = prior.grid.with_shape(args.resolution) if args.resolution else None
     ds = reconstruct(
         prior,
@@ -134,14 +147,19 @@ def _reconstruct(args: argparse.Namespace) -> None:
         steps=args.steps,
         grid=grid,
         generator=args.seed,
-        device=device,
+        device=ctx.device,
         sampler=args.sampler,
-        noise_std=args.noise_std,
+        noise_std=noise_std,
         batch_size=args.batch_size,
-        progress=not args.quiet,
+        progress=not args.quiet and ctx.is_main,
         bf16=args.bf16,
+        sharded=True,
     )
-    ds.attrs.update(checkpoint=str(args.checkpoint), observations=str(args.observations))
+    if ds is None:  # not rank 0: its members went to rank 0
+        return
+    ds.attrs.update(
+        checkpoint=str(args.checkpoint), observations=str(args.observations), ranks=ctx.world_size
+    )
     save_dataset(ds, out)
     if args.plot:
         plot_reconstruction(ds, path=args.plot)

@@ -85,6 +85,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     sample.add_argument("--sampler", default="heun", help="euler, heun, dpm2m, stochastic, em")
     sample.add_argument("--steps", type=positive_int, default=32, help="noise levels")
     sample.add_argument("--seed", type=int, default=0, help="random seed (member i: seed, i)")
+    sample.add_argument(
+        "--batch-size", type=positive_int, default=None, help="samples per batch (default all)"
+    )
     sample.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto")
     sample.add_argument("--out", required=True, help="output .nc (or .h5/.zarr)")
     sample.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -228,35 +231,40 @@ def _check_training_memory(dataset, settings: dict, force: bool) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    import numpy as np
+    from sciml_diffusion import distributed
+
+    with distributed.session(check_device(args.device)) as ctx:
+        _sample_sharded(args, ctx)
+
+
+def _sample_sharded(args: argparse.Namespace, ctx) -> None:
+    """``prior sample`` on every rank: members split by rank, gathered and written on rank 0."""
     import torch
 
+    from sciml_diffusion import distributed
     from sciml_diffusion.diffusion import Prior
 
-    out = check_output_file(args.out, overwrite=args.overwrite, inputs=[args.checkpoint])
-    plot = check_plot_path(args.plot, overwrite=args.overwrite, inputs=[args.checkpoint, out])
-    device = check_device(args.device)
+    out, plot = distributed.run_on_main(_sample_outputs, args)
     prior = Prior.load(
-        args.checkpoint, device=device, bf16=bool(args.bf16), compile=bool(args.compile)
+        args.checkpoint, device=ctx.device, bf16=bool(args.bf16), compile=bool(args.compile)
     )
     shape = parse_resolution(args.resolution, prior.grid.shape)
     grid = prior.grid if shape is None else prior.grid.with_shape(shape)
-    width = prior.config.get("model", {}).get("width", 32)
-    check_memory(
-        args.samples * float(np.prod(grid.shape)) * 4 * (len(prior.variables) * 8 + width * 8),
-        f"{args.samples} samples on a {'x'.join(map(str, grid.shape))} grid",
-        force=args.force,
-        device=device,
-    )
+    distributed.run_on_main(_check_sample_memory, args, prior, grid, ctx)
     with torch.no_grad():
         dataset = prior.sample(
             args.samples,
             grid=grid,
+            batch_size=args.batch_size,
+            sharded=True,
             sampler=args.sampler,
             steps=args.steps,
             generator=args.seed,
-            progress=not args.quiet,
+            progress=not args.quiet and ctx.is_main,
         )
+    if dataset is None:  # not rank 0: its members went to rank 0
+        return
+    dataset.xarray.attrs.update(ranks=ctx.world_size)
     dataset.save(out)
     print(f"wrote {args.samples} samples of {', '.join(prior.variables)} on {grid} to {out}")
     if plot:
@@ -264,3 +272,27 @@ def _sample(args: argparse.Namespace) -> None:
 
         plot_fields(dataset, samples=min(args.samples, 4), path=plot, title="prior samples")
         print(f"wrote {plot}")
+
+
+def _sample_outputs(args: argparse.Namespace):
+    out = check_output_file(args.out, overwrite=args.overwrite, inputs=[args.checkpoint])
+    plot = check_plot_path(args.plot, overwrite=args.overwrite, inputs=[args.checkpoint, out])
+    return out, plot
+
+
+def _check_sample_memory(args: argparse.Namespace, prior, grid, ctx) -> None:
+    """One rank's members (the largest shard), in batches of ``--batch-size``."""
+    import numpy as np
+
+    from sciml_diffusion import distributed
+
+    members = len(distributed.shard(args.samples, 0, ctx.world_size))
+    batch = min(args.batch_size or members, members)
+    width = prior.config.get("model", {}).get("width", 32)
+    check_memory(
+        batch * float(np.prod(grid.shape)) * 4 * (len(prior.variables) * 8 + width * 8)
+        + members * float(np.prod(grid.shape)) * len(prior.variables) * 8,
+        f"{members} samples in batches of {batch} on a {'x'.join(map(str, grid.shape))} grid",
+        force=args.force,
+        device=ctx.device,
+    )

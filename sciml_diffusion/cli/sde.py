@@ -325,7 +325,12 @@ def _add_forecast(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, auto")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (torch's)")
-    p.add_argument("--batch", type=positive_int, default=64, help="sequences forecast at a time")
+    p.add_argument(
+        "--batch",
+        type=positive_int,
+        default=64,
+        help="sequences forecast at a time (memory only: the forecast does not depend on it)",
+    )
     p.add_argument("--truth", default=None, help="record .nc to draw in the --plot fan")
     p.add_argument("--plot", default=None, help="PNG/PDF/SVG of the ensemble fan")
     p.add_argument(
@@ -591,23 +596,41 @@ def _train_options(args: argparse.Namespace, previous) -> dict:
 
 
 def _forecast(args: argparse.Namespace) -> None:
-    import numpy as np
-    import torch
-    import xarray as xr
-    from tqdm.auto import tqdm
+    from sciml_diffusion import distributed
 
-    from sciml_diffusion.fields.io import open_dataset, save_dataset
-    from sciml_diffusion.sde.evaluate import forecast
-    from sciml_diffusion.sde.series import series_from_dataset
-    from sciml_diffusion.sde.train import load_run
+    with distributed.session(check_device(args.device)) as ctx:
+        _forecast_sharded(args, ctx)
 
+
+def _forecast_outputs(args: argparse.Namespace):
     check_input_file(args.data)
     inputs = [args.data, args.checkpoint, args.truth]
     out = check_output_file(args.out, overwrite=args.overwrite, inputs=inputs)
     plot = check_plot_path(args.plot, overwrite=args.overwrite, inputs=inputs + [args.out])
     if args.truth is not None:
         check_input_file(args.truth, "--truth")
-    device = check_device(args.device)
+    return out, plot
+
+
+def _forecast_sharded(args: argparse.Namespace, ctx) -> None:
+    """``sde forecast`` on every rank: members split by rank, gathered and written on rank 0.
+
+    Member ``i`` of sequence ``s`` draws from generators seeded by (seed, ``s``, ``i``):
+    the file is the same whatever ``--batch`` and the number of ranks.
+    """
+    import numpy as np
+    import torch
+    import xarray as xr
+    from tqdm.auto import tqdm
+
+    from sciml_diffusion import distributed
+    from sciml_diffusion.fields.io import open_dataset, save_dataset
+    from sciml_diffusion.sde.evaluate import forecast
+    from sciml_diffusion.sde.series import series_from_dataset
+    from sciml_diffusion.sde.train import load_run
+
+    out, plot = distributed.run_on_main(_forecast_outputs, args)
+    device = ctx.device
     _set_threads(args.threads)
     run = load_run(args.checkpoint, device)
     data = open_dataset(args.data)
@@ -623,24 +646,38 @@ def _forecast(args: argparse.Namespace) -> None:
     lead = step * torch.arange(1, args.horizon + 1, dtype=series.times.dtype)
     solver_steps = math.ceil(float(lead[-1]) / args.dt) + series.values.shape[1]
     latent = run.model.config["latent_dim"] + series.values.shape[-1]
-    check_memory(
-        args.members * min(len(series), args.batch) * solver_steps * latent * 4 * 4
+    block = distributed.member_block(args.members)
+    largest = len(distributed.shard(args.members, 0, ctx.world_size))
+    distributed.run_on_main(
+        check_memory,
+        largest * min(len(series), args.batch) * solver_steps * latent * 4 * 4
         + args.members * len(series) * args.horizon * series.values.shape[-1] * 4 * 3,
         f"{args.members} members x {len(series)} sequences x {args.horizon} times",
         force=args.force,
     )
     means, samples = [], []
-    with tqdm(total=len(series), desc="forecasting", unit="seq", disable=args.quiet) as bar:
+    quiet = args.quiet or not ctx.is_main
+    with tqdm(total=len(series), desc="forecasting", unit="seq", disable=quiet) as bar:
         for start in range(0, len(series), args.batch):
             index = torch.arange(start, min(start + args.batch, len(series)))
             chunk = series[index.to(series.times.device)]
             m, s = forecast(
-                run.model, chunk, lead, args.members, args.dt, args.seed + start, run.normalizer
+                run.model,
+                chunk,
+                lead,
+                block,
+                args.dt,
+                args.seed,
+                run.normalizer,
+                sequences=index.tolist(),
             )
             means.append(m.cpu())
             samples.append(s.cpu())
             bar.update(len(index))
-    means, samples = torch.cat(means, 1), torch.cat(samples, 1)
+    means, _ = distributed.gather_members(torch.cat(means, 1), block)
+    samples, _ = distributed.gather_members(torch.cat(samples, 1), block)
+    if samples is None:  # not rank 0: its members went to rank 0
+        return
     end = series.end.cpu().double().numpy()
     lead_np = lead.double().numpy()
     units = _time_units(data)
@@ -657,7 +694,12 @@ def _forecast(args: argparse.Namespace) -> None:
             "valid_time": (("sample", "lead_time"), end[:, None] + lead_np[None, :]),
             "init_time": ("sample", end),
         },
-        attrs={"checkpoint": str(args.checkpoint), "method": run.config.method},
+        attrs={
+            "checkpoint": str(args.checkpoint),
+            "method": run.config.method,
+            "seed": args.seed,
+            "ranks": ctx.world_size,
+        },
     )
     ds["lead_time"].attrs.update(description="time after each sequence's last observation")
     for name in ("lead_time", "valid_time", "init_time"):

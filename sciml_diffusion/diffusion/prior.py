@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from sciml_diffusion import distributed
 from sciml_diffusion.diffusion.acceleration import CompiledDenoiser, bf16_autocast
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
 from sciml_diffusion.diffusion.noise import NoiseProcess, noise_from_dict
@@ -63,9 +64,15 @@ def build_denoiser(run_config: dict) -> EDMDenoiser:
     return EDMDenoiser(backbone, sigma_data=run_config["sigma_data"], pinned=model.get("pinned"))
 
 
-def member_generators(seed: int, n: int, device="cpu") -> list[torch.Generator]:
-    """One generator per ensemble member: member ``i`` of seed ``s`` is the same in any batch."""
-    return [torch.Generator(device).manual_seed(int(seed) * 1_000_003 + i) for i in range(n)]
+def member_generators(seed: int, n: int, device="cpu", start: int = 0) -> list[torch.Generator]:
+    """Generators of members ``start .. start + n - 1`` (member ``i``: ``seed * 1000003 + i``).
+
+    Member ``i`` of seed ``s`` is the same in any batch and on any rank: a block of members
+    (a batch, a rank's :func:`~sciml_diffusion.distributed.shard`) gets its generators by
+    passing its first index as ``start``.
+    """
+    first = int(seed) * 1_000_003 + int(start)
+    return [torch.Generator(device).manual_seed(first + i) for i in range(n)]
 
 
 def read_run_config(path: str | os.PathLike, format: str = FORMAT, kind: str = "prior") -> dict:
@@ -297,13 +304,39 @@ class Prior:
                 denoiser, x, levels, guidance=guidance, progress=progress, **options
             )
 
-    def sample(self, n: int, grid: Grid | None = None, **options) -> FieldDataset:
+    def sample(
+        self,
+        n: int,
+        grid: Grid | None = None,
+        *,
+        batch_size: int | None = None,
+        sharded: bool = False,
+        **options,
+    ) -> FieldDataset | None:
         """``n`` samples in physical units as a :class:`FieldDataset` on ``grid``.
 
-        Takes the options of :meth:`sample_tensor`.
+        Takes the options of :meth:`sample_tensor`, and
+
+        Parameters
+        ----------
+        batch_size : int, optional
+            Members per sampler call (default all ``n`` at once).
+        sharded : bool
+            Split the ``n`` members across the ranks of a ``torchrun`` process group
+            (:func:`~sciml_diffusion.distributed.member_block`) and gather them on rank 0,
+            which returns the whole set; the other ranks return ``None``.
+
+        With an int seed (``generator=``), sample ``i`` is the same whatever ``batch_size``
+        and the number of ranks.
         """
         grid = self.check_grid(grid)
-        x = self.sample_tensor(n, grid=grid, **options)
+        if n < 1:
+            raise ValueError(f"number of samples must be >= 1, got {n}")
+        block = distributed.member_block(n, sharded)
+        x = self._sample_block(block, grid, batch_size, options)
+        x, _ = distributed.gather_members(x, block)
+        if x is None:
+            return None
         fields = self.normalizer.denormalize(x.detach().double().cpu())
         if not torch.isfinite(fields).all():
             warnings.warn(
@@ -316,10 +349,34 @@ class Prior:
             "source": "sciml_diffusion prior sample",
             "sampler": options.get("sampler", "heun"),
         }
+        if isinstance(options.get("generator"), int):
+            attrs["seed"] = options["generator"]
         like = self.layout if self.layout is not None and _fits(self.layout, grid) else None
         return FieldDataset.from_tensor(
             fields, variables=list(self.variables), grid=grid, like=like, attrs=attrs
         )
+
+    def _sample_block(self, block: range, grid: Grid, batch_size, options) -> torch.Tensor:
+        """Normalised members ``block`` ``(len(block), C, *grid.shape)``, in batches."""
+        options = dict(options)
+        seed = options.pop("generator", None)
+        single = batch_size is None or batch_size >= len(block)
+        if not isinstance(seed, int) and not (single and block.start == 0):
+            raise ValueError(
+                "sampling in batches or on several ranks needs an int seed (generator=) so "
+                "that member i is the same in any batch"
+            )
+        batch_size = batch_size or max(len(block), 1)
+        chunks = [torch.empty(0, len(self.variables), *grid.shape, device=self.device)]
+        for first in range(block.start, block.stop, batch_size):
+            count = min(batch_size, block.stop - first)
+            generator = seed
+            if isinstance(seed, int):
+                generator = member_generators(seed, count, start=first)
+            chunks.append(
+                self.sample_tensor(count, grid=grid, generator=generator, **options).detach()
+            )
+        return torch.cat(chunks)
 
     def __repr__(self) -> str:
         return (

@@ -230,7 +230,9 @@ class Forecaster:
         generator=None,
         rollout: bool = True,
         progress: bool = False,
-    ) -> xr.Dataset:
+        batch_size: int | None = None,
+        sharded: bool = False,
+    ) -> xr.Dataset | None:
         """An ensemble forecast from the last ``context`` frames of ``initial``.
 
         Parameters
@@ -241,18 +243,25 @@ class Forecaster:
         lead_times : int or sequence of int
             Lead times in time steps of the data (``1`` is the frame after the last one).
         members : int
-            Ensemble size, computed as one batch per initial state.
+            Ensemble size.
         generator : int or torch.Generator, optional
-            Seed of the ensemble; member ``i`` of a seed is the same in any batch.
+            Seed of the ensemble; member ``i`` of initial state ``s`` draws from its own
+            generator (seed, ``s``, ``i``), so it is the same in any batch and on any rank.
         rollout : bool
             Allow lead times beyond the horizon (autoregressive rollout).
+        batch_size : int, optional
+            Members per batch, for every initial state at once (default all members).
+        sharded : bool
+            Split the members across the ranks of a ``torchrun`` process group
+            (:func:`~sciml_diffusion.distributed.member_block`); rank 0 gathers them and
+            returns the whole ensemble, the other ranks ``None``.
 
         Returns
         -------
-        xarray.Dataset
+        xarray.Dataset or None
             Variables ``(sample?, member, lead_time, *spatial)`` in physical units, NaN where
             the initial state had no data; coordinates ``lead_time``, ``valid_time``,
-            ``init_time`` and the input's spatial coordinates.
+            ``init_time`` and the input's spatial coordinates; attrs ``seed``.
         """
         leads = self.check_leads(lead_times, rollout)
         if int(members) < 1:
@@ -261,18 +270,31 @@ class Forecaster:
         data = FieldDataset(ds, variables=self.variables)
         self.check_initial(data)
         context, land = self.initial_tensors(data)
-        n = context.shape[0]
-        context = context.repeat_interleave(members, 0).to(self.device)
-        land = land.repeat_interleave(members, 0).to(self.device)
         seed = _seed(generator)
-        generators = _generators(seed, n, int(members))
+        block = distributed.member_block(int(members), sharded)
+        frames = torch.empty(len(block), *context.shape[:1], len(leads), *context.shape[2:])
+        step = batch_size or max(len(block), 1)
+        for first in range(block.start, block.stop, step):
+            batch = range(first, min(first + step, block.stop))
+            rows = slice(first - block.start, batch.stop - block.start)
+            frames[rows] = self._forecast_members(context, land, batch, leads, seed, progress)
+        frames, _ = distributed.gather_members(frames, block)
+        if frames is None:  # not rank 0: its members went to rank 0
+            return None
+        out = self.to_xarray(frames.transpose(0, 1), land, data, leads)
+        out.attrs["seed"] = seed
+        return restore(out, flipped)
+
+    def _forecast_members(self, context, land, members: range, leads, seed, progress):
+        """Members ``members`` of every initial state, physical ``(M, S, L, C, *spatial)``."""
+        n, m = context.shape[0], len(members)
+        context = context.repeat_interleave(m, 0).to(self.device)
+        land = land.repeat_interleave(m, 0).to(self.device)
+        generators = _generators(seed, n, members)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)  # MC dropout draws
             frames = self.sample_frames(context, int(leads.max()), land, generators, progress)
         frames = self.normalizer.denormalize(frames[:, leads - 1].float().cpu())
-        frames = frames.reshape(n, members, *frames.shape[1:])
-        out = self.to_xarray(frames, land[::members].cpu(), data, leads)
-        return restore(out, flipped)
+        return frames.reshape(n, m, *frames.shape[1:]).transpose(0, 1)
 
     def check_leads(self, lead_times, rollout: bool) -> np.ndarray:
         leads = np.unique(np.atleast_1d(np.asarray(lead_times, dtype=np.int64)))
@@ -446,11 +468,15 @@ def _as_xarray(data) -> xr.Dataset:
     raise ValueError(f"expected a FieldDataset or xarray.Dataset, got {type(data).__name__}")
 
 
-def _generators(seed: int, initial: int, members: int) -> list[torch.Generator]:
-    """One generator per (initial state, member), independent of the ensemble size."""
+def _generators(seed: int, initial: int, members: range) -> list[torch.Generator]:
+    """One generator per (initial state, member), rows ``s * len(members) + i``.
+
+    Member ``i`` of initial state ``s`` is seeded from (seed, ``s``, ``i``) only: the same
+    whatever the ensemble size, the batch and the rank it is computed on.
+    """
     out = []
     for s in range(initial):
-        for g in member_generators(seed, members):
+        for g in member_generators(seed, len(members), start=members.start):
             out.append(g.manual_seed(g.initial_seed() + 10_007 * s))
     return out
 

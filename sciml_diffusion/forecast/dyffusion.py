@@ -5,7 +5,8 @@ The diffusion "time" is physical time inside the horizon :math:`h`. Two networks
 
 - a stochastic interpolator :math:`\mathcal I_\phi(x_t, x_{t+h}, i) \approx x_{t+i}`,
   :math:`0 < i < h`, trained first by regression on the true intermediate frames, with
-  dropout that stays on at inference (MC dropout, its only source of randomness);
+  dropout that stays on at inference (MC dropout, its only source of randomness; each
+  ensemble member draws its masks from its own generator);
 - a forecaster :math:`F_\theta(x_{t+i_n}, i_n) \approx x_{t+h}`, trained second with the
   interpolator frozen, on interpolated inputs:
 
@@ -41,6 +42,7 @@ one), :math:`x_t` being the last of them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -51,7 +53,14 @@ from sciml_diffusion.diffusion.backbone import ConditionalFNO
 from sciml_diffusion.forecast.base import Forecaster, masked
 from sciml_diffusion.forecast.gaussian import _flat
 
-__all__ = ["DYffusion", "interpolation_times", "cold_sample", "MCDropoutFNO", "masked_mse"]
+__all__ = [
+    "DYffusion",
+    "interpolation_times",
+    "cold_sample",
+    "MCDropoutFNO",
+    "member_dropout",
+    "masked_mse",
+]
 
 
 def interpolation_times(horizon: int, extra_steps: int = 0) -> list[float]:
@@ -110,15 +119,40 @@ def cold_sample(
 
 
 class _DropoutBlock(nn.Module):
-    """A residual block whose increment goes through dropout, always (MC dropout)."""
+    """A residual block whose increment goes through dropout, always (MC dropout).
+
+    With ``generators`` set (one per batch row, see :func:`member_dropout`) row ``b``'s
+    mask is drawn from ``generators[b]``, so a member's masks do not depend on its batch;
+    otherwise from the global generator (training).
+    """
 
     def __init__(self, block: nn.Module, p: float):
         super().__init__()
         self.block, self.p = block, float(p)
+        self.generators = None
 
     def forward(self, h, emb):
         out = self.block(h, emb)
-        return h + F.dropout(out - h, self.p, training=self.p > 0)
+        if self.generators is None or self.p == 0:
+            return h + F.dropout(out - h, self.p, training=self.p > 0)
+        if len(self.generators) != h.shape[0]:
+            raise ValueError(f"{len(self.generators)} generators for a batch of {h.shape[0]}")
+        draws = [torch.rand(h.shape[1:], generator=g, device=g.device) for g in self.generators]
+        keep = (torch.stack(draws).to(h.device) >= self.p).to(h.dtype)
+        return h + (out - h) * keep / (1 - self.p)
+
+
+@contextmanager
+def member_dropout(net: nn.Module, generators):
+    """Within the block, ``net``'s MC-dropout masks come from one generator per batch row."""
+    blocks = [m for m in net.modules() if isinstance(m, _DropoutBlock)]
+    for block in blocks:
+        block.generators = generators
+    try:
+        yield net
+    finally:
+        for block in blocks:
+            block.generators = None
 
 
 class MCDropoutFNO(nn.Module):
@@ -229,11 +263,12 @@ class DYffusion(Forecaster):
         def forecast(x_s, i):
             return self.predict_end(forecaster, context, x_s, i)
 
-        return cold_sample(
-            interpolate,
-            forecast,
-            context[:, -1],
-            self.times,
-            self.config.horizon,
-            refine=self.config.refine,
-        )
+        with member_dropout(interpolator, generators):
+            return cold_sample(
+                interpolate,
+                forecast,
+                context[:, -1],
+                self.times,
+                self.config.horizon,
+                refine=self.config.refine,
+            )

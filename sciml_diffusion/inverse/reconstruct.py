@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from sciml_diffusion import distributed
 from sciml_diffusion.diffusion.prior import member_generators
 from sciml_diffusion.fields import Grid, Observations
 from sciml_diffusion.inverse.guidance import DPS, MMPS, DiffusionPDE, FunDPS, PDETerm
@@ -67,6 +68,7 @@ def reconstruct(
     batch_size: int | None = None,
     progress: bool = True,
     case: int | None = None,
+    sharded: bool = False,
     sigma_max: float = 80.0,
     sigma_min: float = 0.002,
     bf16: bool = False,
@@ -110,12 +112,17 @@ def reconstruct(
     bf16 : bool
         bfloat16 autocast around each network call on CUDA; the guidance arithmetic stays
         float32. A no-op on CPU (off by default).
+    sharded : bool
+        Split the members across the ranks of a ``torchrun`` process group
+        (:func:`~sciml_diffusion.distributed.member_block`); rank 0 gathers them and returns
+        the whole ensemble (its mean and std from all members), the other ranks ``None``.
+        Member ``i`` is the same whatever ``batch_size`` and the number of ranks.
     **method_options
         Passed to the guidance class (``zeta``, ``iterations``, ``obs_weight``, ...).
 
     Returns
     -------
-    xarray.Dataset
+    xarray.Dataset or None
         ``<var>(member, *space)``, ``<var>_mean``, ``<var>_std``, the sensors
         (``sensor_<axis>``, ``<var>_observed`` over dim ``sensor``), attrs ``method``,
         ``sampler``, ``steps``, ``nfe`` (denoiser evaluations per member), ``vjp`` (backward
@@ -142,16 +149,22 @@ def reconstruct(
     prior.denoiser.to(device)
     measurement.to(device)
 
-    # row j of the sampled batch is member j % members of case j // members; case c draws
-    # from seed + c, so one case alone with generator=seed + c gives the same members
-    generators = [g for c in range(cases) for g in member_generators(seed + c, members, device)]
-    batch_size = batch_size or len(generators)
+    # this rank's members: row j of its batch is member block[j % len(block)] of case
+    # j // len(block); case c draws from seed + c, so one case alone with generator=seed + c
+    # gives the same members
+    block = distributed.member_block(members, sharded)
+    generators = [
+        g
+        for c in range(cases)
+        for g in member_generators(seed + c, len(block), device, start=block.start)
+    ]
+    batch_size = batch_size or max(len(generators), 1)
     batches = range(0, len(generators), batch_size)
     start = time.perf_counter()
-    chunks = []
+    chunks = [torch.empty(0, len(prior.variables), *grid.shape, device=device)]
     for first in _bar(batches, progress and len(batches) > 1):
         rows = torch.arange(first, min(first + batch_size, len(generators)))
-        guidance.measurement = measurement.rows(rows // members)
+        guidance.measurement = measurement.rows(rows // len(block))
         chunk = prior.sample_tensor(
             len(rows),
             grid=grid,
@@ -166,17 +179,19 @@ def reconstruct(
         )
         chunks.append(chunk.detach())
     guidance.measurement = measurement
-    x = torch.cat(chunks)
-    if measurement.y.ndim == 2:
-        x = x.reshape(cases, members, *x.shape[1:])
+    x = torch.cat(chunks).reshape(cases, len(block), *chunks[0].shape[1:])
+    x, indices = distributed.gather_members(x.transpose(0, 1), block)
+    if x is None:  # not rank 0: its members went to rank 0
+        return None
+    x = x.transpose(0, 1) if measurement.y.ndim == 2 else x[:, 0]
     seconds = time.perf_counter() - start
     fields = prior.normalizer.denormalize(x.double().cpu())
     attrs = {
         "method": method,
         "sampler": sampler,
         "steps": steps,
-        "nfe": guidance.evaluations // len(batches),
-        "vjp": guidance.vjps // len(batches),
+        "nfe": guidance.evaluations // max(len(batches), 1),
+        "vjp": guidance.vjps // max(len(batches), 1),
         "seed": seed,
         "members": members,
         "cases": cases,
@@ -185,7 +200,7 @@ def reconstruct(
         "pde": pde_term.problem.name if pde_term is not None else "",
         **{f"option_{k}": v for k, v in guidance.options().items()},
     }
-    return _ensemble_dataset(fields, prior.variables, grid, observations, attrs, case)
+    return _ensemble_dataset(fields, prior.variables, grid, observations, attrs, case, indices)
 
 
 def _pde_term(pde, prior, grid: Grid) -> PDETerm | None:
@@ -216,8 +231,10 @@ def _bar(batches, show: bool):
     return tqdm(batches, desc="member batches")
 
 
-def _ensemble_dataset(fields, variables, grid: Grid, observations, attrs, case) -> xr.Dataset:
-    """``([cases,] M, C, *space)`` physical fields as the reconstruction data set."""
+def _ensemble_dataset(
+    fields, variables, grid: Grid, observations, attrs, case, indices
+) -> xr.Dataset:
+    """``([cases,] M, C, *space)`` physical fields (members ``indices``) as the data set."""
     spatial = tuple(grid.axes)
     lead = ("case", "member") if fields.ndim == grid.ndim + 3 else ("member",)
     axis = len(lead) - 1  # the member axis
@@ -230,7 +247,7 @@ def _ensemble_dataset(fields, variables, grid: Grid, observations, attrs, case) 
         spread = values.std(axis, ddof=1) if values.shape[axis] > 1 else 0 * values.mean(axis)
         data[f"{name}_std"] = ((*outer, *spatial), spread)
     coords = dict(grid.xarray_coords())
-    coords["member"] = ("member", np.arange(fields.shape[axis]))
+    coords["member"] = ("member", np.asarray(indices))
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     if isinstance(observations, Observations):
         ds = ds.merge(_sensor_variables(observations, case if lead == ("member",) else None))

@@ -194,28 +194,31 @@ def solve_posterior(
     seed: int,
     method: str = "euler",
     offset: torch.Tensor | None = None,
+    bm=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve the posterior SDE with ``logqp=True`` on ``grid``.
 
     ``method``: ``"euler"`` (Itô, no gradients needed), ``"backprop"`` or ``"adjoint"``
     (Stratonovich reversible Heun). ``offset`` ``(B,)``: absolute time of each row at
-    ``grid``'s solver time 0. Returns ``zs`` ``(G, B, D)`` and the path-KL increments
-    ``(G - 1, B)``.
+    ``grid``'s solver time 0. ``bm``: the Brownian motion ``(B, D + 1)`` (default a
+    ``BrownianInterval`` from ``seed``). Returns ``zs`` ``(G, B, D)`` and the path-KL
+    increments ``(G - 1, B)``.
     """
     if method not in ("euler", "backprop", "adjoint"):
         raise ValueError(f"method must be 'euler', 'backprop' or 'adjoint', got {method!r}")
     sde_type = "ito" if method == "euler" else "stratonovich"
     sde = PosteriorSDE(model, encoded, float(grid[0]), float(grid[-1]), dt, sde_type, offset)
-    bm = torchsde.BrownianInterval(
-        t0=float(grid[0]),
-        t1=float(grid[-1]),
-        size=(z0.shape[0], z0.shape[1] + 1),
-        dt=dt,
-        dtype=z0.dtype,
-        device=z0.device,
-        entropy=seed,
-        levy_area_approximation="none",
-    )
+    if bm is None:
+        bm = torchsde.BrownianInterval(
+            t0=float(grid[0]),
+            t1=float(grid[-1]),
+            size=(z0.shape[0], z0.shape[1] + 1),
+            dt=dt,
+            dtype=z0.dtype,
+            device=z0.device,
+            entropy=seed,
+            levy_area_approximation="none",
+        )
     if method == "adjoint":
         return torchsde.sdeint_adjoint(
             sde,

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -39,6 +40,7 @@ from sciml_diffusion.sde.baselines import (
     relative_times,
     solve_posterior,
 )
+from sciml_diffusion.sde.brownian import MemberBrownian, member_rows
 from sciml_diffusion.sde.latent import LatentSDE
 from sciml_diffusion.sde.matching import sde_matching_loss
 from sciml_diffusion.sde.series import ChannelNormalizer, ObservedSeries
@@ -98,12 +100,16 @@ def posterior_paths(
     dt: float = 1e-2,
     seed: int = 0,
     extra_times: torch.Tensor | None = None,
+    member_streams=None,
 ) -> PosteriorPaths:
     """Solve the posterior SDE of ``series`` (normalised) for ``members`` paths each.
 
     Sequences may start at different times: the solve runs on times relative to each
     sequence's start (``grid`` is relative). ``extra_times`` (any shape, relative to the
-    starts) are added to the output grid (held-out times).
+    starts) are added to the output grid (held-out times). ``member_streams`` (a stream name
+    -> one generator per row, :func:`~sciml_diffusion.sde.brownian.member_rows`) draws each
+    row's start and path from its own generators (Itô Euler, :class:`MemberBrownian`)
+    instead of one ``BrownianInterval`` from ``seed`` for the batch.
     """
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
@@ -116,8 +122,13 @@ def posterior_paths(
         b = len(series) * members
         mu0, sigma0 = model.marginal(encoded, offset[:, None])
         mu0, sigma0 = mu0[:, 0], sigma0[:, 0]
-        z0 = mu0 + sigma0 * torch.randn(mu0.shape, generator=generator).to(mu0)
-        zs, log_ratio = solve_posterior(model, encoded, z0, grid, dt, seed, "euler", offset)
+        z0 = mu0 + sigma0 * _standard_normal(mu0, generator, member_streams, "start")
+        bm = None
+        if member_streams is not None:
+            size = (z0.shape[0], z0.shape[1] + 1)  # + the log-ratio channel of logqp
+            rows = member_streams("posterior")
+            bm = MemberBrownian(float(grid[0]), size, rows, z0.dtype, z0.device)
+        zs, log_ratio = solve_posterior(model, encoded, z0, grid, dt, seed, "euler", offset, bm=bm)
         z_slots, path_kl = gather_slots(zs, log_ratio, grid, relative)
         rep = _repeat(relative, members)
         absolute = _repeat(series, members).times
@@ -129,13 +140,17 @@ def posterior_paths(
 
 
 def marginal_at_end(
-    model: LatentSDE, series: ObservedSeries, members: int = 8, seed: int = 0
+    model: LatentSDE,
+    series: ObservedSeries,
+    members: int = 8,
+    seed: int = 0,
+    member_streams=None,
 ) -> torch.Tensor:
     """``members`` draws of ``z`` from the encoder's marginal at each sequence's last observed
     time, ``N(mu(t_end), sigma(t_end)^2)``: ``(B * M, D)``, rows ``b * M + m``.
 
     For SDE-matching models this marginal *is* the posterior at ``t_end``, so no posterior
-    SDE needs solving before a forecast.
+    SDE needs solving before a forecast. ``member_streams``: as in :func:`posterior_paths`.
     """
     if model.posterior != "marginal":
         raise ValueError(
@@ -149,7 +164,7 @@ def marginal_at_end(
         mu, sigma = model.marginal(model.encode(series), series.end[:, None])
         mu = mu[:, 0].repeat_interleave(members, 0)
         sigma = sigma[:, 0].repeat_interleave(members, 0)
-        return mu + sigma * torch.randn(mu.shape, generator=generator).to(mu)
+        return mu + sigma * _standard_normal(mu, generator, member_streams, "start")
 
 
 def forecast_from_states(
@@ -159,8 +174,12 @@ def forecast_from_states(
     lead_times: torch.Tensor,
     dt: float = 1e-2,
     seed: int = 0,
+    member_streams=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the prior SDE forward from latent states at each sequence's end.
+
+    ``member_streams``: as in :func:`posterior_paths` (each row's path and observation
+    noise from its own generators).
 
     Parameters
     ----------
@@ -181,19 +200,28 @@ def forecast_from_states(
     with torch.no_grad():
         grid = torch.cat([lead_times.new_zeros(1), lead_times])
         offset = end.to(states).repeat_interleave(m, 0)
-        bm = torchsde.BrownianInterval(
-            t0=0.0,
-            t1=float(grid[-1]),
-            size=tuple(states.shape),
-            dt=dt,
-            dtype=states.dtype,
-            device=states.device,
-            entropy=seed + 1,
-            levy_area_approximation="none",
-        )
+        if member_streams is None:
+            bm = torchsde.BrownianInterval(
+                t0=0.0,
+                t1=float(grid[-1]),
+                size=tuple(states.shape),
+                dt=dt,
+                dtype=states.dtype,
+                device=states.device,
+                entropy=seed + 1,
+                levy_area_approximation="none",
+            )
+        else:
+            rows = member_streams("forecast")
+            bm = MemberBrownian(0.0, tuple(states.shape), rows, states.dtype, states.device)
         zs = torchsde.sdeint(PriorSDE(model, offset), states, grid, bm=bm, dt=dt, method="euler")
         means = model.decoder.mean(zs[1:], offset + grid[1:, None])
-        noise = torch.randn(means.shape, generator=generator).to(means)
+        if member_streams is None:
+            noise = torch.randn(means.shape, generator=generator).to(means)
+        else:
+            rows = member_streams("observation")
+            draws = [torch.randn(means[:, 0].shape, generator=g) for g in rows]
+            noise = torch.stack(draws, 1).to(means)
         samples = means + model.decoder.std * noise
     shape = (len(lead_times), len(end), m, -1)
     return (
@@ -222,6 +250,7 @@ def forecast(
     dt: float = 1e-2,
     seed: int = 0,
     normalizer: ChannelNormalizer | None = None,
+    sequences=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forecast ``members`` trajectories after each sequence's own last observation.
 
@@ -229,17 +258,43 @@ def forecast(
     sequences may start and end at different times. ``lead_times`` ``(H,)`` count from each
     sequence's end. SDE-matching models start from the encoder's marginal at the end
     (:func:`marginal_at_end`), drift models from a posterior solve over the window.
+
+    ``members`` is a count or a ``range`` of member indices (a rank's block), and
+    ``sequences`` the indices of ``series``' sequences in the whole data set (default
+    ``0 .. B-1``): member ``i`` of sequence ``s`` draws from its own generators, seeded
+    from (seed, ``s``, ``i``) (:func:`~sciml_diffusion.sde.brownian.member_rows`), so it
+    is the same in any batch of sequences or members and on any rank.
+
     Returns ``means, samples`` ``(M, B, H, C)`` in the same units as ``series``.
     """
+    block = range(members) if isinstance(members, int) else members
+    sequences = range(len(series)) if sequences is None else [int(s) for s in sequences]
+    if len(sequences) != len(series):
+        raise ValueError(f"{len(sequences)} sequence indices for {len(series)} sequences")
+    if len(block) == 0:  # a rank with no members (more ranks than members)
+        empty = series.values.new_empty(0, len(series), len(lead_times), series.values.shape[-1])
+        return empty, empty.clone()
+    streams = functools.partial(member_rows, seed, sequences, block)
     norm = normalizer.normalize(series) if normalizer is not None else series
     if model.posterior == "marginal":
-        states = marginal_at_end(model, norm, members, seed)
+        states = marginal_at_end(model, norm, len(block), seed, member_streams=streams)
     else:
-        states = posterior_paths(model, norm, members, dt, seed).at_end
-    means, samples = forecast_from_states(model, states, norm.end, lead_times, dt, seed)
+        paths = posterior_paths(model, norm, len(block), dt, seed, member_streams=streams)
+        states = paths.at_end
+    means, samples = forecast_from_states(
+        model, states, norm.end, lead_times, dt, seed, member_streams=streams
+    )
     if normalizer is not None:
         means, samples = normalizer.denormalize(means), normalizer.denormalize(samples)
     return means, samples
+
+
+def _standard_normal(like: torch.Tensor, generator, member_streams, stream: str):
+    """``N(0, I)`` of ``like``'s shape ``(R, D)``: from ``generator``, or row by row."""
+    if member_streams is None:
+        return torch.randn(like.shape, generator=generator).to(like)
+    rows = member_streams(stream)
+    return torch.stack([torch.randn(like.shape[1:], generator=g) for g in rows]).to(like)
 
 
 def evaluate(

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from sciml_diffusion import distributed
 from sciml_diffusion.fields import Grid, Observations
 from sciml_diffusion.inverse.design.candidates import Candidates, candidate_sensors
 from sciml_diffusion.inverse.design.eig import ESTIMATORS, ensemble_eig, gaussian_eig
@@ -80,8 +81,9 @@ def suggest_sensors(
     noise_std: float | Mapping[str, float] | None = None,
     method: str = "mmps",
     progress: bool = False,
+    sharded: bool = False,
     **reconstruct_options,
-) -> ProposedSensors:
+) -> ProposedSensors | None:
     """Propose ``k`` new sensors that learn the most about the fields.
 
     Parameters
@@ -114,11 +116,16 @@ def suggest_sensors(
         Sensor noise std (physical units), overriding the observations'; also the noise
         of the new sensors.
     method, progress, **reconstruct_options
-        Passed to :func:`reconstruct` (``steps``, ``iterations``, ``device``, ...).
+        Passed to :func:`reconstruct` (``steps``, ``iterations``, ``device``,
+        ``batch_size``, ...).
+    sharded : bool
+        Sample the posterior ensemble (the expensive part) with its members split across
+        the ranks of a ``torchrun`` process group; rank 0 gathers them, selects and
+        returns the proposal (the same as one process's), the other ranks ``None``.
 
     Returns
     -------
-    ProposedSensors
+    ProposedSensors or None
         ``k`` positions in the order picked, NaN values to fill in, the criterion per
         pick and the batch's EIG by each estimator.
     """
@@ -136,7 +143,11 @@ def suggest_sensors(
     _check_ensemble_size(criterion, k, members, ensemble, exact)
     seed = _seed(generator)
     draws = torch.Generator().manual_seed(seed)
+    if sharded and not distributed.is_main() and (ensemble is not None or exact):
+        return None  # nothing to sample: rank 0 alone selects
     if criterion == "random" and ensemble is None and not exact:
+        if sharded and not distributed.is_main():
+            return None
         picks, values, first = select(
             torch.zeros(1, len(pool)), std**2, k, "random", None, generator=draws
         )
@@ -153,8 +164,10 @@ def suggest_sensors(
         noise_std,
         method,
         progress,
-        reconstruct_options,
+        {**reconstruct_options, "sharded": sharded},
     )
+    if mean is None:  # not rank 0: its members went to rank 0
+        return None
     picks, values, first = select(root, std**2, k, criterion, mean, estimator, draws)
     eig = _batch_eig(root, samples, picks, std, draws)
     return _proposal(pool, picks, std, criterion, values, eig, first, observations)
@@ -271,6 +284,8 @@ def _posterior_at(
             progress=progress,
             **options,
         )
+        if ensemble is None:
+            return None, None, None
     fields = _ensemble_fields(ensemble, prior.variables, grid)
     samples = pool.read(fields, grid, prior.variables)  # (M, N)
     mean = samples.mean(0)
