@@ -162,6 +162,7 @@ def _open_many(paths: list[Path], chunks) -> xr.Dataset:
     first = _damaged_is_value_error(paths[0], lambda: xr.open_dataset(paths[0], engine="h5netcdf"))
     by_time = "time" in first.indexes
     concat = "time" if by_time or "sample" not in first.dims else "sample"
+    spec = {} if chunks in (None, False) else _chunking(first, chunks) or {}
     first.close()
     options = {"combine": "by_coords"} if by_time else {"combine": "nested", "concat_dim": concat}
 
@@ -169,7 +170,7 @@ def _open_many(paths: list[Path], chunks) -> xr.Dataset:
         return xr.open_mfdataset(
             [str(p) for p in paths],
             engine="h5netcdf",
-            chunks={},
+            chunks=spec,
             data_vars="minimal",
             coords="minimal",
             compat="override",
@@ -177,8 +178,7 @@ def _open_many(paths: list[Path], chunks) -> xr.Dataset:
             **options,
         )
 
-    ds = _damaged_is_value_error(paths[0], read)
-    return ds if chunks in (None, False) else ds.chunk(_chunking(ds, chunks) or {})
+    return _damaged_is_value_error(paths[0], read)
 
 
 def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> None:
