@@ -51,7 +51,7 @@ from sciml_diffusion.diffusion.prior import (
 from sciml_diffusion.fields import FieldDataset, Grid, Normalizer, resample
 from sciml_diffusion.fields.batches import LazyBatches, TensorBatches
 from sciml_diffusion.fields.io import atomic_path
-from sciml_diffusion.fields.normalize import Moments
+from sciml_diffusion.fields.normalize import Moments, streaming_moments
 
 __all__ = ["TrainConfig", "train_prior", "NonFiniteLossError"]
 
@@ -283,10 +283,11 @@ class _Run:
         previous = _check_run_dir(out, config, resume)
         variables = config.variables or list(dataset.variables)
         train_idx, val_idx = _split(len(dataset), config)
+        moments = None if previous else _train_moments(dataset, variables, train_idx)
         normalizer = (
             Normalizer.load(out / NORMALIZER_FILE)
             if previous
-            else _fit_normalizer(dataset, variables, train_idx)
+            else Normalizer.from_moments(moments, dataset.grid.ndim)
         )
         self.data, grid = _reader(dataset, variables, normalizer, config, self.device)
         if previous and Grid.from_dict(previous["grid"]) != grid:
@@ -303,7 +304,7 @@ class _Run:
             config,
             variables,
             grid,
-            _sigma_data(self.data, train_idx),
+            _sigma_data(self.data, train_idx, moments if grid == dataset.grid else None),
             self.data.shape[1],
             _pinned(config, variables, self.data, grid, normalizer),
         )
@@ -650,11 +651,18 @@ def _resample_mask(mask: torch.Tensor, source: Grid, target: Grid) -> torch.Tens
     return out
 
 
-def _fit_normalizer(dataset: FieldDataset, variables, train_idx: torch.Tensor) -> Normalizer:
-    """Per-variable statistics of the training samples (never the validation ones)."""
+def _train_moments(dataset: FieldDataset, variables, train_idx: torch.Tensor) -> dict:
+    """Per-variable :class:`Moments` of the training samples (never the validation ones).
+
+    One streaming pass (lazy data are read a block at a time); they give the
+    :class:`Normalizer` and, without resampling, ``sigma_data``.
+    """
+    missing = [v for v in variables if v not in dataset.variables]
+    if missing:
+        raise ValueError(f"variables {missing} not in the data; available: {dataset.variables}")
     if "sample" in dataset.xarray.dims:
         dataset = dataset.isel(sample=train_idx.sort().values.numpy())
-    return Normalizer.fit(dataset, variables)
+    return streaming_moments(dataset, variables)
 
 
 def _p_mean(config: TrainConfig, sigma_data: float) -> float:
@@ -671,14 +679,22 @@ def _split(n: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return order[n_val:], order[:n_val]
 
 
-def _sigma_data(data, train_idx: torch.Tensor) -> float:
-    """Standard deviation (``n - 1``) of the valid normalised training values, streamed.
+def _sigma_data(data, train_idx: torch.Tensor, moments: dict | None = None) -> float:
+    """Standard deviation (``n - 1``) of the valid normalised training values.
 
-    Blocks of rows are merged with Chan et al.'s update (:class:`Moments`).
+    From the per-variable ``moments`` of the raw training values when given (no pass over
+    the data: each is rescaled by the normaliser of :meth:`Normalizer.from_moments`);
+    otherwise streamed over the reader's blocks. Either way parts are merged with Chan et
+    al.'s update (:class:`Moments`).
     """
     total = Moments()
-    for x, mask in data.blocks(train_idx):
-        total = total.merge(Moments.of(x[mask.expand_as(x)].double().cpu().numpy()))
+    if moments is not None:
+        normalizer = Normalizer.from_moments(moments, spatial_ndim=1)
+        for m, mean, std in zip(moments.values(), normalizer.mean, normalizer.std):
+            total = total.merge(Moments(m.count, (m.mean - mean) / std, m.m2 / std**2))
+    else:
+        for x, mask in data.blocks(train_idx):
+            total = total.merge(Moments.of(x[mask.expand_as(x)].double().cpu().numpy()))
     if total.count < 2:
         return 1.0
     return math.sqrt(total.m2 / (total.count - 1))
