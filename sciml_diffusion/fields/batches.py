@@ -6,8 +6,9 @@ readers share that interface:
 
 - :class:`TensorBatches` holds the whole tensor (on the device): indexing, nothing read.
 - :class:`LazyBatches` reads the rows from a lazy (dask) :class:`FieldDataset` per batch,
-  ``isel(sample=rows)`` -> load -> normalise -> mask -> tensor, so only the batch is ever
-  in memory. Under DDP each rank asks only for its own rows, so it reads only its shard.
+  the rows of every variable in one ``dask.compute`` -> normalise -> mask -> tensor, so
+  only the chunks holding the batch are read and only the batch is kept in memory.
+  Under DDP each rank asks only for its own rows, so it reads only its shard.
 
 With ``pin_memory=True`` a lazy batch is copied into page-locked memory and sent to a CUDA
 device with ``non_blocking=True``; on a CPU device the option does nothing.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import dask
 import numpy as np
 import torch
 
@@ -91,8 +93,13 @@ class LazyBatches:
         pin_memory: bool = False,
         block_bytes: int = BLOCK_BYTES,
     ):
-        if "sample" not in dataset.xarray.dims:
-            raise ValueError("a lazy batch reader needs a 'sample' dim to read rows along")
+        expected = ("sample", *dataset.spatial_dims)
+        for v in variables:
+            if dataset.xarray[v].dims != expected:
+                raise ValueError(
+                    f"variable {v!r} has dims {dataset.xarray[v].dims}; a batch reader reads "
+                    f"rows of {expected}: select or stack the other dims first"
+                )
         self.dataset, self.variables = dataset, list(variables)
         self.normalizer = normalizer
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -131,7 +138,8 @@ class LazyBatches:
             yield self._read(rows[start : start + step])
 
     def _read(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        values = self.dataset.isel(sample=rows).to_numpy(self.variables)  # (B, C, *spatial)
+        picked = [self.dataset.xarray[v].data[rows] for v in self.variables]
+        values = np.stack([np.asarray(p, np.float64) for p in dask.compute(*picked)], axis=1)
         mask = torch.from_numpy(~np.isnan(values))
         x = torch.as_tensor(np.nan_to_num(values, nan=0.0), dtype=torch.float32)
         x = torch.where(mask, self.normalizer.normalize(x), torch.zeros_like(x))

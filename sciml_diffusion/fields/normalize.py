@@ -32,7 +32,7 @@ from sciml_diffusion.fields.dataset import FieldDataset
 __all__ = ["Normalizer", "Moments", "streaming_moments", "BLOCK_BYTES"]
 
 #: bytes of float64 values read at a time by the streaming passes
-BLOCK_BYTES = 64 * 2**20
+BLOCK_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
