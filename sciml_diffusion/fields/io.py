@@ -103,7 +103,8 @@ def is_lazy(ds: xr.Dataset) -> bool:
 
 
 def _is_glob(path) -> bool:
-    return isinstance(path, str) and any(c in path for c in "*?[")
+    """A pattern such as ``era5_*.nc`` (a file of that very name is a file)."""
+    return any(c in str(path) for c in "*?[") and not Path(path).exists()
 
 
 def _expand(path) -> list[Path]:

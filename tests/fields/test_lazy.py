@@ -1,5 +1,8 @@
 """Data larger than memory: lazy (dask) opening, streaming statistics, per-batch reads."""
 
+import re
+from pathlib import Path
+
 import dask
 import dask.array as da
 import numpy as np
@@ -8,7 +11,8 @@ import torch
 import xarray as xr
 from dask.callbacks import Callback
 
-from sciml_diffusion.fields import FieldDataset, Grid, Normalizer
+from sciml_diffusion.cli import main
+from sciml_diffusion.fields import FieldDataset, Grid, Normalizer, io
 from sciml_diffusion.fields.batches import LazyBatches, TensorBatches
 from sciml_diffusion.fields.normalize import Moments, streaming_moments
 from tests.fields.test_real_files import LAND, NLAT, NLON, NT, climate_file
@@ -25,6 +29,16 @@ def field_set(n=12, seed=0):
     u[:, 1:3, 2:5] = np.nan
     x = torch.as_tensor(np.stack([a, u], 1))
     return FieldDataset.from_tensor(x, variables=["a", "u"], grid=grid)
+
+
+def consecutive_files(folder, stem):
+    """Two climate files, the second holding the ``NT`` time steps after the first."""
+    paths = [climate_file(folder / f"{stem}_0.nc"), folder / f"{stem}_1.nc"]
+    raw = xr.open_dataset(paths[0], engine="h5netcdf", decode_times=False, mask_and_scale=False)
+    later = raw.assign_coords(time=raw["time"] + 6.0 * NT)  # same packing and calendar
+    later["time"].attrs = raw["time"].attrs
+    later.to_netcdf(paths[1], engine="h5netcdf")
+    return paths
 
 
 def is_dask(ds: FieldDataset) -> bool:
@@ -75,11 +89,7 @@ def test_a_batch_reads_only_its_chunks(store):
 
 @pytest.mark.parametrize("chunks", [3, "auto"])
 def test_multi_file_netcdf_opens_lazily(tmp_path, chunks):
-    paths = [climate_file(tmp_path / "sst_0.nc"), tmp_path / "sst_1.nc"]
-    raw = xr.open_dataset(paths[0], engine="h5netcdf", decode_times=False, mask_and_scale=False)
-    later = raw.assign_coords(time=raw["time"] + 6.0 * NT)  # the next NT steps, same packing
-    later["time"].attrs = raw["time"].attrs
-    later.to_netcdf(paths[1], engine="h5netcdf")
+    paths = consecutive_files(tmp_path, "sst")
     both = FieldDataset.open(str(tmp_path / "sst_*.nc"), chunks=chunks)
     assert is_dask(both) and both.xarray.sizes["time"] == 2 * NT
     listed = FieldDataset.open(paths)
@@ -159,3 +169,42 @@ def test_lazy_batches_match_the_tensor_in_memory(store):
     rows = torch.cat([b[0] for b in LazyBatches(
         lazy.dataset, ["a", "u"], normalizer, block_bytes=8 * 96 * 2).blocks()])  # fmt: skip
     torch.testing.assert_close(rows, memory.x, rtol=0, atol=0)
+
+
+def scaling_section():
+    """The "Data larger than memory" section, wherever the docs keep it."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    for page in ("scaling.md", "scaling_data.md"):
+        text = (docs / page).read_text() if (docs / page).exists() else ""
+        if "## Data larger than memory" in text:
+            section = text.split("## Data larger than memory", 1)[1]
+            return section.split("\n## ", 1)[0]
+    raise AssertionError("no 'Data larger than memory' section in docs/scaling*.md")
+
+
+def test_docs_examples_and_commands_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    section = scaling_section()
+    namespace: dict = {}
+    for block in re.findall(r"```python\n(.*?)```", section, re.S):
+        exec(compile(block, "scaling_data.md", "exec"), namespace)
+    assert namespace["prior"].grid.shape == (32, 32)
+    commands = [
+        line.split("sciml_diffusion.cli ", 1)[1]
+        for line in re.findall(r"```bash\n(.*?)```", section, re.S)[0].splitlines()
+        if "sciml_diffusion.cli" in line
+    ]
+    consecutive_files(tmp_path, "era5")  # what the second command reads
+    monkeypatch.setattr(io, "LAZY_BYTES", 0)  # every file counts as larger than memory
+    readers = []
+    init = LazyBatches.__init__
+    monkeypatch.setattr(
+        LazyBatches, "__init__", lambda self, *a, **k: readers.append(init(self, *a, **k))
+    )
+    tiny = ["--steps", "2", "--batch-size", "4", "--width", "4", "--modes", "2", "--quiet"]
+    for i, command in enumerate(commands):
+        argv = [a.strip("'") for a in command.split()]
+        argv = [f"run{i}" if a == "run" else a for a in argv if a != "400"]
+        argv = [a for a in argv if a != "--steps"] + tiny
+        assert main(argv) == 0, command
+    assert len(readers) == len(commands) == 2  # both trained from lazy data
