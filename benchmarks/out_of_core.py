@@ -1,28 +1,29 @@
 """Training a prior from a Zarr store larger than the memory the process may use.
 
 The parent writes a Zarr store of ``--gib`` GiB of 2-D Gaussian-random-field samples (NaN
-"land" in one corner, one chunk of ``--chunk`` samples each), then runs children:
+"land" in one corner, ``--chunk`` samples per chunk), then runs two children, each with
+its address space capped by ``resource.setrlimit(RLIMIT_AS, --cap-gib)``:
 
-- ``lazy``: address space capped with ``resource.setrlimit(RLIMIT_AS, --cap-gib)``, opens the
-  store lazily (dask), fits the normaliser in one streaming pass and trains ``--steps``
-  prior steps reading every batch from disk;
-- ``eager``: same cap, tries to read the whole store into memory (expected: MemoryError);
-- ``memory``: no cap, the first ``--memory-samples`` samples held in memory, same model,
-  same batch size, same steps (today's in-memory path).
+- ``eager_load``: tries to read the whole store into memory (expected: MemoryError);
+- ``train``: opens the store lazily (dask), fits the normaliser in one streaming pass and
+  trains the prior reading every batch from disk (``train_lazy``); in the same process,
+  the same model trains on the first ``--memory-samples`` samples held in memory, with
+  the same batch size (``train_memory``, today's in-memory path). The two alternate
+  rounds of 5 steps after one warm-up step each, so the shared machine's load hits both.
 
-One JSON line per child: seconds to open and prepare (statistics pass), training
-steps/s and samples/s, batch reads/s of the reader alone, and peak RSS
-(``getrusage``'s ``ru_maxrss``, the whole child's life including imports)::
+One JSON line each: seconds to open and prepare (streaming statistics pass), batch
+reads/s of the reader alone, training steps/s and samples/s, and the child's peak RSS
+(``getrusage``'s ``ru_maxrss``) and peak address space (``VmPeak``), over its whole life
+including imports::
 
-    python benchmarks/out_of_core.py                    # 3.5 GiB store, 1.25 GiB cap, 64^2
-    python benchmarks/out_of_core.py --gib 0.2 --steps 3 # a quick look
+    python benchmarks/out_of_core.py                     # 4.5 GiB store, 1.5 GiB cap, 64^2
+    python benchmarks/out_of_core.py --gib 0.2 --steps 5 # a quick look
 
 The cap is on address space, which counts torch's and the libraries' mappings (about
-0.9 GiB virtual after ``import torch``, 0.34 GiB resident), so the cap must exceed that;
-the store is several times larger than the cap, so the process cannot hold it. Children
-run with one torch thread and ``MALLOC_ARENA_MAX=2`` (glibc reserves 64 MB of address
-space per malloc arena and thread otherwise). The store is deleted afterwards
-(``--keep`` keeps it).
+0.9 GiB after ``import torch``, of which 0.34 GiB resident), so the cap must exceed that;
+the store is three times the cap, so the process cannot hold it. Children run with one
+torch thread and ``MALLOC_ARENA_MAX=2`` (glibc reserves 64 MiB of address space per
+malloc arena otherwise). The store is deleted afterwards (``--keep`` keeps it).
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ from sciml_diffusion.fields import FieldDataset, GaussianRandomField, Grid  # no
 
 #: training settings shared by the lazy and in-memory runs (val_fraction 0: every sample trains)
 MODEL = dict(width=16, n_layers=2, n_modes=12, warmup=1, val_fraction=0.0, device="cpu")
+#: training steps per turn when the lazy and in-memory runs alternate
+ROUND = 5
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gib", type=float, default=3.5, help="size of the store (float32)")
-    parser.add_argument("--cap-gib", type=float, default=1.25, help="RLIMIT_AS of the child")
+    parser.add_argument("--gib", type=float, default=4.5, help="size of the store (float32)")
+    parser.add_argument("--cap-gib", type=float, default=1.5, help="RLIMIT_AS of the child")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--chunk", type=int, default=32, help="samples per Zarr chunk")
     parser.add_argument("--steps", type=int, default=20)
@@ -64,7 +67,7 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=50, help="batches timed for the reader")
     parser.add_argument("--dir", default=None, help="where to write the store (default: tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the store")
-    parser.add_argument("--child", choices=["lazy", "eager", "memory"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["train", "eager"], help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -86,9 +89,13 @@ def main() -> None:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared)",
         }
         print(json.dumps({"what": "write_store", **common, "seconds": round(seconds, 1)}))
-        for child, cap in (("eager", args.cap_gib), ("lazy", args.cap_gib), ("memory", None)):
-            record = run_child(child, store, cap, sys.argv[1:])
-            print(json.dumps({"what": child, **common, **record}), flush=True)
+        eager = run_child("eager", store, args.cap_gib, sys.argv[1:])
+        print(json.dumps({"what": "eager_load", **common, **eager}), flush=True)
+        trained = run_child("train", store, args.cap_gib, sys.argv[1:])
+        shared = {k: v for k, v in trained.items() if k not in ("lazy", "memory")}
+        for name in ("lazy", "memory"):
+            record = {"what": f"train_{name}", **common, **trained.get(name, {}), **shared}
+            print(json.dumps(record), flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -177,51 +184,57 @@ def child_eager(args) -> dict:
     }
 
 
-def child_lazy(args) -> dict:
-    dataset = FieldDataset.open(args.store, chunks=args.chunk)
-    assert dataset.is_lazy
-    return _train_and_time(dataset, args)
+def child_train(args) -> dict:
+    """Lazy training from the store, and in-memory training on its first samples, in turn.
 
-
-def child_memory(args) -> dict:
-    lazy = FieldDataset.open(args.store, chunks=args.chunk)
-    dataset = FieldDataset(lazy.isel(sample=slice(0, args.memory_samples)).xarray.load())
-    assert not dataset.is_lazy
-    return _train_and_time(dataset, args)
-
-
-def _train_and_time(dataset: FieldDataset, args) -> dict:
+    Both runs share the process (and its cap) and alternate rounds of steps, so a load
+    change on the shared machine hits both alike.
+    """
     import sciml_diffusion.diffusion.train as train_module
 
     config = train_module.TrainConfig(
-        **MODEL, steps=args.steps, batch_size=args.batch_size, val_every=10**6
+        **MODEL, steps=10**6, batch_size=args.batch_size, val_every=10**6
     )
-    config.validate()
-    start = time.perf_counter()
-    run = train_module._Run(dataset, config, out=None, resume=False)
-    prepare = time.perf_counter() - start
-    gen = torch.Generator().manual_seed(1)
-    start = time.perf_counter()
-    for _ in range(args.reads):
-        run.data.batch(torch.randint(len(dataset), (args.batch_size,), generator=gen))
-    reads = args.reads / (time.perf_counter() - start)
-    start = time.perf_counter()
-    run.train(progress=False)
-    steps = args.steps / (time.perf_counter() - start)
-    return {
-        "samples": len(dataset),
-        "data_gib": round(len(dataset) * 4 * float(np.prod(dataset.grid.shape)) / 2**30, 3),
-        "prepare_s": round(prepare, 2),
-        "batch_reads_per_s": round(reads, 2),
-        "steps_per_s": round(steps, 3),
-        "samples_per_s": round(steps * args.batch_size, 2),
-        "peak_rss_gib": _peak_rss_gib(),
-        "peak_vm_gib": _peak_vm_gib(),
-        "sigma_data": round(run.run_config["sigma_data"], 6),
-    }
+    lazy = FieldDataset.open(args.store, chunks=args.chunk)
+    small = FieldDataset(lazy.isel(sample=slice(0, args.memory_samples)).xarray.load())
+    assert lazy.is_lazy and not small.is_lazy
+    out = {}
+    runs = {}
+    for name, dataset in (("lazy", lazy), ("memory", small)):
+        start = time.perf_counter()
+        runs[name] = train_module._Run(dataset, config, out=None, resume=False)
+        out[name] = {
+            "samples": len(dataset),
+            "data_gib": round(len(dataset) * 4 * float(np.prod(dataset.grid.shape)) / 2**30, 3),
+            "prepare_s": round(time.perf_counter() - start, 2),
+            "sigma_data": round(runs[name].run_config["sigma_data"], 6),
+        }
+    for name, run in runs.items():
+        gen = torch.Generator().manual_seed(1)
+        start = time.perf_counter()
+        for _ in range(args.reads):
+            run.data.batch(torch.randint(len(run.data), (args.batch_size,), generator=gen))
+        out[name]["batch_reads_per_s"] = round(args.reads / (time.perf_counter() - start), 2)
+    seconds = dict.fromkeys(runs, 0.0)
+    for run in runs.values():  # one warm-up step each, not timed
+        run._train_step()
+        run.step += 1
+    for _ in range(0, args.steps, ROUND):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            for _ in range(ROUND):
+                run._train_step()
+                run.step += 1
+            seconds[name] += time.perf_counter() - start
+    for name in runs:
+        steps = (runs[name].step - 1) / seconds[name]
+        out[name].update(
+            steps_per_s=round(steps, 3), samples_per_s=round(steps * args.batch_size, 2)
+        )
+    return {**out, "peak_rss_gib": _peak_rss_gib(), "peak_vm_gib": _peak_vm_gib()}
 
 
-CHILDREN = {"lazy": child_lazy, "eager": child_eager, "memory": child_memory}
+CHILDREN = {"train": child_train, "eager": child_eager}
 
 if __name__ == "__main__":
     xr.set_options(keep_attrs=True)
