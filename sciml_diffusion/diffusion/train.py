@@ -51,7 +51,7 @@ from sciml_diffusion.diffusion.prior import (
 from sciml_diffusion.fields import FieldDataset, Grid, Normalizer, resample
 from sciml_diffusion.fields.batches import LazyBatches, TensorBatches
 from sciml_diffusion.fields.io import atomic_path
-from sciml_diffusion.fields.normalize import Moments, streaming_moments
+from sciml_diffusion.fields.normalize import Moments, normalized_std, streaming_moments
 
 __all__ = ["TrainConfig", "train_prior", "NonFiniteLossError"]
 
@@ -687,14 +687,11 @@ def _sigma_data(data, train_idx: torch.Tensor, moments: dict | None = None) -> f
     otherwise streamed over the reader's blocks. Either way parts are merged with Chan et
     al.'s update (:class:`Moments`).
     """
-    total = Moments()
     if moments is not None:
-        normalizer = Normalizer.from_moments(moments, spatial_ndim=1)
-        for m, mean, std in zip(moments.values(), normalizer.mean, normalizer.std):
-            total = total.merge(Moments(m.count, (m.mean - mean) / std, m.m2 / std**2))
-    else:
-        for x, mask in data.blocks(train_idx):
-            total = total.merge(Moments.of(x[mask.expand_as(x)].double().cpu().numpy()))
+        return normalized_std(moments, Normalizer.from_moments(moments, spatial_ndim=1))
+    total = Moments()
+    for x, mask in data.blocks(train_idx):
+        total = total.merge(Moments.of(x[mask.expand_as(x)].double().cpu().numpy()))
     if total.count < 2:
         return 1.0
     return math.sqrt(total.m2 / (total.count - 1))

@@ -10,6 +10,9 @@ readers share that interface:
   only the chunks holding the batch are read and only the batch is kept in memory.
   Under DDP each rank asks only for its own rows, so it reads only its shard.
 
+:class:`LazyFrames` does the same for windows of consecutive time steps of trajectories
+(``forecast train``).
+
 With ``pin_memory=True`` a lazy batch is copied into page-locked memory and sent to a CUDA
 device with ``non_blocking=True``; on a CPU device the option does nothing.
 :meth:`blocks` walks all rows a block at a time for whole-data statistics (``sigma_data``,
@@ -27,7 +30,7 @@ import torch
 from sciml_diffusion.fields.dataset import FieldDataset
 from sciml_diffusion.fields.normalize import BLOCK_BYTES, Normalizer
 
-__all__ = ["TensorBatches", "LazyBatches"]
+__all__ = ["TensorBatches", "LazyBatches", "LazyFrames"]
 
 
 class TensorBatches:
@@ -151,3 +154,48 @@ class LazyBatches:
         if self.pin_memory:
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor.to(self.device)
+
+
+class LazyFrames:
+    """Trajectories ``(S, T, C, *spatial)`` of a (lazy) data set, read a window at a time.
+
+    Parameters
+    ----------
+    dataset : FieldDataset
+        With a ``time`` dim (and optionally ``sample``; without it ``S = 1``).
+    variables : sequence of str
+        Channels, in order.
+    normalizer : Normalizer
+        Applied to every window.
+    """
+
+    def __init__(self, dataset: FieldDataset, variables: Sequence[str], normalizer: Normalizer):
+        leading = tuple(d for d in ("sample", "time") if d in dataset.xarray.dims)
+        expected = (*leading, *dataset.spatial_dims)
+        for v in variables:
+            if dataset.xarray[v].dims != expected or "time" not in leading:
+                raise ValueError(
+                    f"variable {v!r} has dims {dataset.xarray[v].dims}; windows are read from "
+                    f"{expected} with a time dim: select or stack the other dims first"
+                )
+        self.dataset, self.variables, self.normalizer = dataset, list(variables), normalizer
+        self.has_sample = "sample" in leading
+        sizes = dataset.xarray.sizes
+        samples = sizes["sample"] if self.has_sample else 1
+        self.shape = (samples, sizes["time"], len(self.variables), *dataset.grid.shape)
+
+    def windows(self, samples: torch.Tensor, starts: torch.Tensor, length: int, device=None):
+        """Windows ``(B, length, C, *spatial)`` (fields, mask) from ``starts`` of ``samples``."""
+        picked = []
+        for s, t in zip(samples.tolist(), starts.tolist()):
+            where = (s, slice(t, t + length)) if self.has_sample else (slice(t, t + length),)
+            picked.extend(self.dataset.xarray[v].data[where] for v in self.variables)
+        arrays = [np.asarray(a, np.float64) for a in dask.compute(*picked)]
+        c = len(self.variables)
+        values = np.stack([np.stack(arrays[i : i + c], axis=1) for i in range(0, len(arrays), c)])
+        mask = torch.from_numpy(~np.isnan(values))
+        x = torch.as_tensor(np.nan_to_num(values, nan=0.0), dtype=torch.float32)
+        x = torch.where(mask, self.normalizer.normalize(x), torch.zeros_like(x))
+        if not torch.isfinite(x).all():
+            raise ValueError("the data contain infinite values; remove them or mark them NaN")
+        return x.to(device), mask.to(device)

@@ -29,7 +29,7 @@ import xarray as xr
 
 from sciml_diffusion.fields.dataset import FieldDataset
 
-__all__ = ["Normalizer", "Moments", "streaming_moments", "BLOCK_BYTES"]
+__all__ = ["Normalizer", "Moments", "streaming_moments", "normalized_std", "BLOCK_BYTES"]
 
 #: bytes of float64 values read at a time by the streaming passes
 BLOCK_BYTES = 16 * 2**20
@@ -98,6 +98,20 @@ def streaming_moments(
             total = total.merge(Moments.of(block))
         out[v] = total
     return out
+
+
+def normalized_std(moments: Mapping[str, Moments], normalizer: Normalizer) -> float:
+    """Standard deviation (``n - 1``) of every variable's normalised values pooled together.
+
+    Each variable's moments are mapped through ``(x - mean) / std`` and merged (Chan et
+    al.), so no pass over the data is needed; 1 with fewer than two values.
+    """
+    total = Moments()
+    for v, m in moments.items():
+        c = normalizer.variables.index(v)
+        mean, std = normalizer.mean[c], normalizer.std[c]
+        total = total.merge(Moments(m.count, (m.mean - mean) / std, m.m2 / std**2))
+    return math.sqrt(total.m2 / (total.count - 1)) if total.count > 1 else 1.0
 
 
 def _blocks(arr: xr.DataArray, block_bytes: int) -> Iterator[np.ndarray]:
