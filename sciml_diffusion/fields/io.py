@@ -149,7 +149,10 @@ def _chunking(ds: xr.Dataset, chunks) -> dict | None:
 
 
 def _maybe_chunk(ds: xr.Dataset, chunks) -> xr.Dataset:
-    spec = _chunking(ds, chunks)
+    """``ds`` as dask arrays when asked (or large), unless it is already read into memory
+    (the PDEBench reader loads its arrays with h5py: chunking them would only add work)."""
+    in_memory = all(isinstance(v.variable._data, np.ndarray) for v in ds.data_vars.values())
+    spec = None if in_memory and chunks is None else _chunking(ds, chunks)
     return ds if spec is None else ds.chunk(spec)
 
 
