@@ -178,11 +178,20 @@ def _open_many(paths: list[Path], chunks) -> xr.Dataset:
             data_vars="minimal",
             coords="minimal",
             compat="override",
-            join="exact" if not by_time else "outer",
+            join="exact",
             **options,
         )
 
-    return _damaged_is_value_error(paths[0], read)
+    try:
+        return _damaged_is_value_error(paths[0], read)
+    except ValueError as error:
+        if str(error).startswith("cannot read"):
+            raise
+        detail = str(error).splitlines()[0][:160]
+        raise ValueError(
+            f"cannot join {len(paths)} files along {concat!r} ({detail}); they must share "
+            "their variables and spatial coordinates"
+        ) from None
 
 
 def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> None:

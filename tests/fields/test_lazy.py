@@ -208,3 +208,14 @@ def test_docs_examples_and_commands_run(tmp_path, monkeypatch):
         argv = [a for a in argv if a != "--steps"] + tiny
         assert main(argv) == 0, command
     assert len(readers) == len(commands) == 2  # both trained from lazy data
+
+
+def test_files_on_different_grids_do_not_join(tmp_path):
+    paths = consecutive_files(tmp_path, "sst")
+    other = xr.open_dataset(paths[1], engine="h5netcdf", decode_times=False, mask_and_scale=False)
+    moved = other.assign_coords(lon=other["lon"] + 1.0)
+    moved["lon"].attrs = other["lon"].attrs
+    other.close()
+    moved.to_netcdf(tmp_path / "sst_2.nc", engine="h5netcdf")
+    with pytest.raises(ValueError, match="cannot join 2 files along 'time'"):
+        FieldDataset.open([paths[0], tmp_path / "sst_2.nc"])
