@@ -21,6 +21,7 @@ one-line message naming the option and what to do; the CLI prints it and exits 2
 from __future__ import annotations
 
 import argparse
+import glob
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -140,9 +141,9 @@ def check_plot_path(
 def check_input_file(path: str | os.PathLike, option: str = "--data") -> Path:
     """An input that must exist: a one-line error naming ``option`` otherwise."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not (set(str(path)) & set("*?[") and glob.glob(str(path))):
         raise FileNotFoundError(f"{option} {path}: no such file")
-    return path
+    return path  # a glob pattern matching files stays a pattern (several NetCDF files)
 
 
 def remove_stale_tmp(path: str | os.PathLike) -> list[Path]:

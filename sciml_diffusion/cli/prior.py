@@ -220,7 +220,8 @@ def _check_training_memory(dataset, settings: dict, force: bool) -> None:
     shape = settings.get("resolution") or dataset.grid.shape
     nodes = float(np.prod(shape))
     channels = len(settings.get("variables") or dataset.variables)
-    data = len(dataset) * channels * nodes * 4 * 4
+    rows = settings.get("batch_size", 16) if dataset.is_lazy else len(dataset)  # lazy: per batch
+    data = rows * channels * nodes * 4 * 4
     width, batch = settings.get("width", 32), settings.get("batch_size", 16)
     activations = batch * width * nodes * 4 * settings.get("n_layers", 4) * 12
     check_memory(

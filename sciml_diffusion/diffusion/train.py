@@ -16,6 +16,12 @@ noise levels and noise are drawn for the whole global batch on every rank from t
 generator, each rank using its rows, and each rank's masked-mean loss is weighted by its
 share of the valid points, so a step on ``W`` processes with ``batch_size`` is the step of one
 process with ``W x batch_size`` (up to float rounding). Rank 0 alone writes the run folder.
+
+Batches come from a reader (:mod:`sciml_diffusion.fields.batches`): data in memory are
+normalised once and held on the device; lazy (dask) data, e.g. a Zarr store larger than
+memory, are read per batch (under ``torchrun`` each rank reads only its rows), and the
+normalisation statistics, ``sigma_data`` and the Dirichlet check are computed by streaming
+passes over the data.
 """
 
 from __future__ import annotations
@@ -57,15 +63,27 @@ from sciml_diffusion.diffusion.prior import (
     read_run_config,
 )
 from sciml_diffusion.fields import FieldDataset, Grid, Normalizer, resample
+from sciml_diffusion.fields.batches import LazyBatches, TensorBatches
 from sciml_diffusion.fields.io import atomic_path
+from sciml_diffusion.fields.normalize import Moments, normalized_std, streaming_moments
 
 __all__ = ["TrainConfig", "train_prior", "NonFiniteLossError"]
 
 #: the training log, one JSON record per step
 LOG_FILE = "log.jsonl"
 
-#: settings that may change when a run is resumed (bf16 and compile change only the speed)
-RESUMABLE = ("steps", "checkpoint_every", "val_every", "device", "progress", "bf16", "compile")
+#: settings that may change when a run is resumed (bf16, compile and pin_memory change
+#: only the speed)
+RESUMABLE = (
+    "steps",
+    "checkpoint_every",
+    "val_every",
+    "device",
+    "progress",
+    "bf16",
+    "compile",
+    "pin_memory",
+)
 
 
 class NonFiniteLossError(ValueError):
@@ -105,7 +123,8 @@ class TrainConfig:
         Optimisation.
     resolution : int or list of int, optional
         Resample the data onto a regular grid of this many nodes per axis (an int for
-        every axis, or one per axis) first.
+        every axis, or one per axis) first. In memory only: lazy data (larger than memory)
+        must be resampled on disk beforehand.
     subsample : list of int
         Strides drawn uniformly per step (multi-resolution training); ``[1]`` is off. A
         stride must keep the domain: divide ``n - 1`` on bounded axes and ``n`` on periodic
@@ -125,6 +144,9 @@ class TrainConfig:
     compile : bool
         Train through ``torch.compile`` of the denoiser (falls back to eager with a warning
         if compilation fails); checkpoints hold the plain module's weights.
+    pin_memory : bool
+        Batches read from lazy data go through page-locked memory to a CUDA device
+        (``non_blocking``); no effect on CPU or for data held in memory.
     """
 
     variables: list[str] | None = None
@@ -155,6 +177,7 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool = False
     compile: bool = False
+    pin_memory: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -291,12 +314,13 @@ class _Run:
         previous = decided_on_main(_check_run_dir, out, config, resume)
         variables = config.variables or list(dataset.variables)
         train_idx, val_idx = _split(len(dataset), config)
+        moments = None if previous else _train_moments(dataset, variables, train_idx)
         normalizer = (
             Normalizer.load(out / NORMALIZER_FILE)
             if previous
-            else _fit_normalizer(dataset, variables, train_idx)
+            else Normalizer.from_moments(moments, dataset.grid.ndim)
         )
-        x, mask, grid = _prepare(dataset, variables, normalizer, config)
+        self.data, grid = _reader(dataset, variables, normalizer, config, self.device)
         if previous and Grid.from_dict(previous["grid"]) != grid:
             raise ValueError(
                 f"the data's grid {grid} differs from the run's training grid "
@@ -304,17 +328,16 @@ class _Run:
             )
         for stride in config.subsample:
             _check_stride(grid, int(stride))
-        self.x, self.mask, self.grid = x.to(self.device), mask.to(self.device), grid
+        self.grid = grid
         self.train_idx, self.val_idx = train_idx, val_idx
         self.normalizer = normalizer
-        sigma_data = _sigma_data(x[train_idx], mask[train_idx])
         self.run_config = previous or _run_config(
             config,
             variables,
             grid,
-            sigma_data,
-            x.shape[1],
-            _pinned(config, variables, x, mask, grid, normalizer),
+            _sigma_data(self.data, train_idx, moments if grid == dataset.grid else None),
+            self.data.shape[1],
+            _pinned(config, variables, self.data, grid, normalizer),
         )
         self.noise = _noise(self.run_config)
         self.p_mean = _p_mean(config, self.run_config["sigma_data"])
@@ -380,7 +403,7 @@ class _Run:
         stride = config.subsample[
             int(torch.randint(len(config.subsample), (1,), generator=self.generator))
         ]
-        x, mask, grid = _subsample(self.x[idx], self.mask[idx], self.grid, int(stride))
+        x, mask, grid = _subsample(*self.data.batch(idx), self.grid, int(stride))
         shape = (self.batches.global_batch, *x.shape[1:])
         sigma, n = draw_noise(
             shape, self.noise, grid, self.generator, self.p_mean, config.p_std, x.device
@@ -461,13 +484,14 @@ class _Run:
         self.ema.eval()
         total, count = 0.0, 0
         for chunk in idx.split(self.config.batch_size):
+            x, mask = self.data.batch(chunk)
             loss = edm_loss(
                 self.ema,
-                self.x[chunk],
+                x,
                 self.noise,
                 self.grid,
                 generator=generator,
-                mask=self.mask[chunk],
+                mask=mask,
                 p_mean=self.p_mean,
                 p_std=self.config.p_std,
             )
@@ -595,8 +619,28 @@ def _check_run_dir(out: Path | None, config: TrainConfig, resume: bool) -> dict 
     return previous
 
 
-def _prepare(dataset: FieldDataset, variables, normalizer: Normalizer, config: TrainConfig):
-    """Normalised tensor, mask and grid of the training data (resampled if asked)."""
+def _reader(dataset: FieldDataset, variables, normalizer: Normalizer, config, device):
+    """The batch reader of the training data and its grid.
+
+    Lazy data are read per batch (:class:`LazyBatches`); data in memory are prepared once
+    (:func:`_prepare`) and held on the device (:class:`TensorBatches`).
+    """
+    if not dataset.is_lazy or "sample" not in dataset.xarray.dims:
+        x, mask, grid = _prepare(dataset, variables, normalizer, config)
+        return TensorBatches(x, mask, device), grid
+    _check_variables(dataset, variables, normalizer)
+    grid = dataset.grid
+    if config.resolution is not None and grid.shape != grid.with_shape(config.resolution).shape:
+        raise ValueError(
+            f"resolution={config.resolution} resamples the whole data set in memory, but these "
+            f"data are read lazily from disk (grid {grid}); resample the file first, or open "
+            "it with chunks=False if it fits in memory"
+        )
+    reader = LazyBatches(dataset, variables, normalizer, device, pin_memory=config.pin_memory)
+    return reader, grid
+
+
+def _check_variables(dataset: FieldDataset, variables, normalizer: Normalizer) -> None:
     if list(normalizer.variables) != list(variables):
         raise ValueError(
             f"the run was trained on variables {list(normalizer.variables)}, got {variables}"
@@ -604,6 +648,11 @@ def _prepare(dataset: FieldDataset, variables, normalizer: Normalizer, config: T
     missing = [v for v in variables if v not in dataset.variables]
     if missing:
         raise ValueError(f"variables {missing} not in the data; available: {dataset.variables}")
+
+
+def _prepare(dataset: FieldDataset, variables, normalizer: Normalizer, config: TrainConfig):
+    """Normalised tensor, mask and grid of the training data (resampled if asked)."""
+    _check_variables(dataset, variables, normalizer)
     grid = dataset.grid
     x = normalizer.normalize(dataset.to_tensor(variables))
     mask = dataset.mask(variables)
@@ -688,11 +737,18 @@ def _resample_mask(mask: torch.Tensor, source: Grid, target: Grid) -> torch.Tens
     return out
 
 
-def _fit_normalizer(dataset: FieldDataset, variables, train_idx: torch.Tensor) -> Normalizer:
-    """Per-variable statistics of the training samples (never the validation ones)."""
+def _train_moments(dataset: FieldDataset, variables, train_idx: torch.Tensor) -> dict:
+    """Per-variable :class:`Moments` of the training samples (never the validation ones).
+
+    One streaming pass (lazy data are read a block at a time); they give the
+    :class:`Normalizer` and, without resampling, ``sigma_data``.
+    """
+    missing = [v for v in variables if v not in dataset.variables]
+    if missing:
+        raise ValueError(f"variables {missing} not in the data; available: {dataset.variables}")
     if "sample" in dataset.xarray.dims:
         dataset = dataset.isel(sample=train_idx.sort().values.numpy())
-    return Normalizer.fit(dataset, variables)
+    return streaming_moments(dataset, variables)
 
 
 def _p_mean(config: TrainConfig, sigma_data: float) -> float:
@@ -709,9 +765,22 @@ def _split(n: int, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return order[n_val:], order[:n_val]
 
 
-def _sigma_data(x: torch.Tensor, mask: torch.Tensor) -> float:
-    values = x[mask.expand_as(x)]
-    return float(values.std()) if values.numel() > 1 else 1.0
+def _sigma_data(data, train_idx: torch.Tensor, moments: dict | None = None) -> float:
+    """Standard deviation (``n - 1``) of the valid normalised training values.
+
+    From the per-variable ``moments`` of the raw training values when given (no pass over
+    the data: each is rescaled by the normaliser of :meth:`Normalizer.from_moments`);
+    otherwise streamed over the reader's blocks. Either way parts are merged with Chan et
+    al.'s update (:class:`Moments`).
+    """
+    if moments is not None:
+        return normalized_std(moments, Normalizer.from_moments(moments, spatial_ndim=1))
+    total = Moments()
+    for x, mask in data.blocks(train_idx):
+        total = total.merge(Moments.of(x[mask.expand_as(x)].double().cpu().numpy()))
+    if total.count < 2:
+        return 1.0
+    return math.sqrt(total.m2 / (total.count - 1))
 
 
 def _run_config(config, variables, grid: Grid, sigma_data: float, channels: int, pinned) -> dict:
@@ -745,8 +814,11 @@ def _training_noise(config: TrainConfig, grid: Grid) -> NoiseProcess:
     return StationaryGRFNoise.unit_variance(grid, alpha, config.noise_tau)
 
 
-def _pinned(config: TrainConfig, variables, x, mask, grid: Grid, normalizer) -> list:
-    """``[(channel, normalised value)]`` of the Dirichlet variables, checked on the data."""
+def _pinned(config: TrainConfig, variables, data, grid: Grid, normalizer) -> list:
+    """``[(channel, normalised value)]`` of the Dirichlet variables, checked on the data.
+
+    The data (a batch reader) are read a block at a time.
+    """
     if not config.dirichlet:
         return []
     if all(grid.periodic):
@@ -758,8 +830,11 @@ def _pinned(config: TrainConfig, variables, x, mask, grid: Grid, normalizer) -> 
             raise ValueError(f"dirichlet variable {name!r} is not trained; have {variables}")
         c = list(variables).index(name)
         normalized = (float(value) - normalizer.mean[c]) / normalizer.std[c]
-        edge = x[:, c][:, where][mask[:, min(c, mask.shape[1] - 1)][:, where]]
-        worst = float((edge - normalized).abs().max()) if edge.numel() else 0.0
+        worst = 0.0
+        for x, mask in data.blocks():
+            edge = x[:, c][:, where][mask[:, min(c, mask.shape[1] - 1)][:, where]]
+            if edge.numel():
+                worst = max(worst, float((edge - normalized).abs().max()))
         if worst > 1e-4:
             raise ValueError(
                 f"variable {name!r} is declared dirichlet with value {value}, but its boundary "

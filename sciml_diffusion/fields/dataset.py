@@ -16,6 +16,14 @@ coordinates; :meth:`FieldDataset.save` and :meth:`FieldDataset.from_tensor` with
 write them back in the file's order. :meth:`FieldDataset.layout` keeps what an output
 needs to look like its input: coordinates (dtype, attributes, encoding), CF bounds,
 global and variable attributes, encodings, and the land mask.
+
+Data larger than memory: :meth:`FieldDataset.open` with ``chunks`` (or any file whose
+fields exceed :data:`~sciml_diffusion.fields.io.LAZY_BYTES`) keeps every variable as a
+dask array on disk. Everything above stays lazy (the flip of decreasing axes, selections,
+splits, :meth:`FieldDataset.layout` and :meth:`FieldDataset.describe`, which reduce chunk
+by chunk); only :meth:`to_tensor`, :meth:`mask` and :meth:`to_numpy` read values, so read
+a batch with ``dataset.isel(sample=rows).to_tensor()`` or through
+:mod:`sciml_diffusion.fields.batches`.
 """
 
 from __future__ import annotations
@@ -155,11 +163,29 @@ class FieldDataset:
 
     # ------------------------------------------------------------------ files
     @classmethod
-    def open(cls, path: str | os.PathLike, variables: Sequence[str] | None = None) -> FieldDataset:
-        """Open NetCDF (.nc), HDF5 (NetCDF4 or PDEBench layout) or Zarr (.zarr)."""
+    def open(
+        cls,
+        path: str | os.PathLike | Sequence[str | os.PathLike],
+        variables: Sequence[str] | None = None,
+        chunks=None,
+    ) -> FieldDataset:
+        """Open NetCDF (.nc), HDF5 (NetCDF4 or PDEBench layout), Zarr (.zarr) or many files.
+
+        Parameters
+        ----------
+        path : path, glob pattern or list of paths
+            Several NetCDF files are joined with ``xarray.open_mfdataset`` (lazily).
+        variables : sequence of str, optional
+            Field variables to keep.
+        chunks : None, False, "auto", int or dict
+            Read lazily with dask, chunked along ``sample``/``time`` (an int: that many per
+            chunk). ``None`` (default) does so only when the fields exceed
+            :data:`~sciml_diffusion.fields.io.LAZY_BYTES`; ``False`` never. See
+            :func:`~sciml_diffusion.fields.io.open_dataset`.
+        """
         from sciml_diffusion.fields.io import open_dataset
 
-        return cls(open_dataset(path), variables=variables)
+        return cls(open_dataset(path, chunks=chunks), variables=variables)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to ``path`` atomically (format from the suffix: .nc, .h5/.hdf5, .zarr).
@@ -197,6 +223,11 @@ class FieldDataset:
     def grid(self) -> Grid:
         """The :class:`Grid` of the spatial dims."""
         return Grid.from_xarray(self._ds, axes=self._spatial)
+
+    @property
+    def is_lazy(self) -> bool:
+        """Whether the field variables are dask arrays, read from disk only when used."""
+        return any(self._ds[v].chunks is not None for v in self._variables)
 
     @property
     def has_time(self) -> bool:
@@ -273,7 +304,7 @@ class FieldDataset:
             if dim in ds.coords:
                 out = out.assign_coords({dim: ds[dim]})
         out = out.drop_vars([c for c in out.coords if set(out[c].dims) - set(self._spatial)])
-        return FieldDataset(out, variables=variables, decreasing=self._flipped)
+        return FieldDataset(out.load(), variables=variables, decreasing=self._flipped)
 
     # ------------------------------------------------------------------ tensors
     def to_tensor(
@@ -289,6 +320,10 @@ class FieldDataset:
     def mask(self, variables: Sequence[str] | None = None, device=None) -> torch.Tensor:
         """Bool tensor shaped like :meth:`to_tensor`: True where data exist (not NaN)."""
         return torch.as_tensor(~np.isnan(self._stacked(variables)), device=device)
+
+    def to_numpy(self, variables: Sequence[str] | None = None) -> np.ndarray:
+        """float64 values shaped like :meth:`to_tensor`, NaN kept (one read of the data)."""
+        return self._stacked(variables)
 
     def _stacked(self, variables) -> np.ndarray:
         variables = self._select(variables)
@@ -420,17 +455,26 @@ def describe_dataset(ds: xr.Dataset, variables=None, extra=()) -> str:
 
 
 def _variable_summary(arr: xr.DataArray) -> str:
+    """Units, dims, NaN fraction and range; xarray reductions, so lazy data stream."""
     units = arr.attrs.get("units", "")
     unit = f" [{units}]" if units else ""
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         return f"{unit} dims={list(arr.dims)} dtype={arr.dtype}"
-    values = np.asarray(arr.values, dtype=np.float64)
-    if values.size == 0:
+    if arr.size == 0:
         return f"{unit} dims={list(arr.dims)} empty"
-    nan = float(np.isnan(values).mean())
+    values = arr.variable.astype(np.float64)
+    stats = xr.Dataset(
+        {
+            "nan": values.isnull().mean(),
+            "min": values.min(),
+            "max": values.max(),
+            "mean": values.mean(),
+            "std": values.std(),
+        }
+    ).compute()
+    nan = float(stats["nan"])
     if nan < 1:
-        lo, hi = np.nanmin(values), np.nanmax(values)
-        mean, std = np.nanmean(values), np.nanstd(values)
+        lo, hi, mean, std = (float(stats[k]) for k in ("min", "max", "mean", "std"))
         stats = f"min={lo:.4g} max={hi:.4g} mean={mean:.4g} std={std:.4g}"
     else:
         stats = "all NaN"

@@ -7,6 +7,12 @@
   ``data`` and ``grid/x``, ``grid/t``) are read with h5py, and their anonymous ("phony")
   dims get the names ``sample, time, x, y, z``.
 - ``.zarr`` stores need the ``zarr`` extra (``pip install "sciml-diffusion[zarr]"``).
+- Several NetCDF files (a list, or a glob such as ``"era5_*.nc"``) open as one data set
+  through ``xarray.open_mfdataset``, joined along their ``time`` (or ``sample``) axis.
+- Data larger than memory stay on disk: with ``chunks`` (or when the field variables
+  exceed :data:`LAZY_BYTES` once decoded) every variable is a dask array chunked along its
+  leading ``sample``/``time`` dim and whole along space, and is read chunk by chunk when
+  asked for (:mod:`sciml_diffusion.fields.batches`).
 - CF conventions are decoded by xarray: packed variables (``scale_factor``/``add_offset``,
   ``_FillValue``) become floats with NaN, and time axes in any CF calendar or with early
   origins (``hours since 1-1-1``) become ``cftime`` dates. Their encodings (packing,
@@ -20,6 +26,7 @@ interrupted save never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -30,7 +37,12 @@ import h5py
 import numpy as np
 import xarray as xr
 
-__all__ = ["open_dataset", "save_dataset", "atomic_path"]
+__all__ = ["open_dataset", "save_dataset", "atomic_path", "LAZY_BYTES", "is_lazy"]
+
+#: decoded size (bytes) of the field data above which ``open_dataset`` reads lazily with dask
+LAZY_BYTES = 2**30
+#: dims along which lazy data are chunked (space is kept whole in each chunk)
+_LEADING = ("sample", "time")
 
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -45,26 +57,141 @@ _DECODING_NOTES = (
 _PDEBENCH_COORDS = {"x-coordinate": "x", "y-coordinate": "y", "z-coordinate": "z"}
 
 
-def open_dataset(path: str | os.PathLike) -> xr.Dataset:
-    """Open a field file as an ``xarray.Dataset`` (format from suffix and magic bytes)."""
-    path = Path(path)
+def open_dataset(path, chunks=None) -> xr.Dataset:
+    """Open a field file as an ``xarray.Dataset`` (format from suffix and magic bytes).
+
+    Parameters
+    ----------
+    path : path, glob or list of paths
+        A NetCDF/HDF5 file, a ``.zarr`` store, or several NetCDF files (a list, or a glob
+        pattern like ``"data/era5_*.nc"``) joined by ``xarray.open_mfdataset`` along
+        ``time`` (by their time coordinates) or else ``sample`` (in sorted path order).
+    chunks : None, False, "auto", int or dict
+        ``None``: lazy (dask) when the decoded field data exceed :data:`LAZY_BYTES`, read
+        as usual otherwise; ``False``: never dask; ``"auto"``: dask chunks of about
+        dask's ``array.chunk-size`` along ``sample``/``time``, whole along space; an int:
+        that many samples (or time steps) per chunk; a dict: xarray's ``chunks``.
+        Several files are always lazy.
+    """
+    paths = _expand(path)
+    if len(paths) > 1 or not isinstance(path, (str, os.PathLike)) or _is_glob(path):
+        return _open_many(paths, chunks)
+    path = paths[0]
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     suffix = path.suffix.lower()
     if suffix in _ZARR_SUFFIXES or (path.is_dir() and (path / ".zgroup").exists()):
-        return _open_zarr(path)
+        return _open_zarr(path, chunks)
     if path.is_dir():
         raise ValueError(f"{path} is a directory, not a NetCDF/HDF5 file or a .zarr store")
     with open(path, "rb") as handle:
         magic = handle.read(8)
     if magic[:3] == b"CDF":
-        return _damaged_is_value_error(path, lambda: xr.open_dataset(path, engine="scipy"))
+        ds = _damaged_is_value_error(path, lambda: xr.open_dataset(path, engine="scipy"))
+        return _maybe_chunk(ds, chunks)
     if magic == _HDF5_MAGIC:
-        return _damaged_is_value_error(path, lambda: _open_hdf5(path))
+        return _maybe_chunk(_damaged_is_value_error(path, lambda: _open_hdf5(path)), chunks)
     raise ValueError(
         f"cannot read {path}: the file is damaged or not NetCDF/HDF5/Zarr (known suffixes: "
         f"{', '.join(_NETCDF_SUFFIXES + _HDF5_SUFFIXES + _ZARR_SUFFIXES)})"
     )
+
+
+def is_lazy(ds: xr.Dataset) -> bool:
+    """Whether any data variable of ``ds`` is a dask array (read from disk when used)."""
+    return any(var.chunks is not None for var in ds.data_vars.values())
+
+
+def _is_glob(path) -> bool:
+    """A pattern such as ``era5_*.nc`` (a file of that very name is a file)."""
+    return any(c in str(path) for c in "*?[") and not Path(path).exists()
+
+
+def _expand(path) -> list[Path]:
+    """The files named by a path, a glob pattern or a list of them, in sorted order."""
+    items = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not items:
+        raise ValueError("no files given; pass a path, a glob pattern or a list of paths")
+    paths = []
+    for item in items:
+        if _is_glob(item):
+            found = sorted(glob.glob(str(item)))
+            if not found:
+                raise FileNotFoundError(f"no file matches {item}")
+            paths.extend(Path(p) for p in found)
+        else:
+            paths.append(Path(item))
+    return paths
+
+
+def _chunking(ds: xr.Dataset, chunks) -> dict | None:
+    """xarray ``chunks`` for ``ds`` (``None``: read without dask)."""
+    if chunks is False:
+        return None
+    if chunks is None:
+        fields = [v for v in ds.data_vars.values() if v.ndim >= 2]
+        if sum(v.nbytes for v in fields) <= LAZY_BYTES:
+            return None
+        chunks = "auto"
+    if isinstance(chunks, dict):
+        return chunks
+    if chunks != "auto" and not (isinstance(chunks, int) and chunks >= 1):
+        raise ValueError(
+            f"chunks must be None, False, 'auto', a positive int or a dict, got {chunks!r}"
+        )
+    leading = [d for d in _LEADING if d in ds.dims]
+    out = {d: -1 for d in ds.dims}
+    for i, d in enumerate(leading):  # chunk the first leading dim only; time whole below it
+        out[d] = chunks if i == 0 else -1
+    if not leading:
+        return None
+    return out
+
+
+def _maybe_chunk(ds: xr.Dataset, chunks) -> xr.Dataset:
+    """``ds`` as dask arrays when asked (or large), unless it is already read into memory
+    (the PDEBench reader loads its arrays with h5py: chunking them would only add work)."""
+    in_memory = all(isinstance(v.variable._data, np.ndarray) for v in ds.data_vars.values())
+    spec = None if in_memory and chunks is None else _chunking(ds, chunks)
+    return ds if spec is None else ds.chunk(spec)
+
+
+def _open_many(paths: list[Path], chunks) -> xr.Dataset:
+    """Several NetCDF files as one lazy data set (``xarray.open_mfdataset``)."""
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"no such file: {path}")
+        if path.is_dir() or path.suffix.lower() in _ZARR_SUFFIXES:
+            raise ValueError(f"{path}: several files must be NetCDF/HDF5, not Zarr or folders")
+    first = _damaged_is_value_error(paths[0], lambda: xr.open_dataset(paths[0], engine="h5netcdf"))
+    by_time = "time" in first.indexes
+    concat = "time" if by_time or "sample" not in first.dims else "sample"
+    spec = {} if chunks in (None, False) else _chunking(first, chunks) or {}
+    first.close()
+    options = {"combine": "by_coords"} if by_time else {"combine": "nested", "concat_dim": concat}
+
+    def read():
+        return xr.open_mfdataset(
+            [str(p) for p in paths],
+            engine="h5netcdf",
+            chunks=spec,
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="exact",
+            **options,
+        )
+
+    try:
+        return _damaged_is_value_error(paths[0], read)
+    except ValueError as error:
+        if str(error).startswith("cannot read"):
+            raise
+        detail = str(error).splitlines()[0][:160]
+        raise ValueError(
+            f"cannot join {len(paths)} files along {concat!r} ({detail}); they must share "
+            "their variables and spatial coordinates"
+        ) from None
 
 
 def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> None:
@@ -129,22 +256,25 @@ def _damaged_is_value_error(path: Path, read):
 
 
 def _fitting_encodings(ds: xr.Dataset) -> xr.Dataset:
-    """Drop packing (integer dtype, scale/offset) that the values no longer fit."""
+    """Drop packing (integer dtype, scale/offset) that the values no longer fit.
+
+    The ranges are xarray reductions, so lazy (dask) variables are checked chunk by chunk.
+    """
     for name, var in ds.data_vars.items():
         encoding = var.encoding
         dtype = np.dtype(encoding.get("dtype", var.dtype))
         if not np.issubdtype(var.dtype, np.floating):
             continue
-        values = np.asarray(var.values)
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             scale = float(encoding.get("scale_factor", 1.0))
             offset = float(encoding.get("add_offset", 0.0))
             low, high = sorted((offset + (info.min + 1) * scale, offset + info.max * scale))
-            finite = values[np.isfinite(values)]
-            if finite.size and (finite.min() < low or finite.max() > high):
+            finite = var.where(np.isfinite(var))
+            lo, hi = (float(r) for r in (finite.min(), finite.max()))
+            if np.isfinite(lo) and (lo < low or hi > high):
                 warnings.warn(
-                    f"{name}: values in [{finite.min():.4g}, {finite.max():.4g}] do not fit "
+                    f"{name}: values in [{lo:.4g}, {hi:.4g}] do not fit "
                     f"the file's {dtype} packing [{low:.4g}, {high:.4g}]; writing float32",
                     RuntimeWarning,
                     stacklevel=3,
@@ -155,11 +285,11 @@ def _fitting_encodings(ds: xr.Dataset) -> xr.Dataset:
                     if k not in ("dtype", "scale_factor", "add_offset", "_FillValue")
                 }
                 ds[name].encoding = keep
-        elif (
-            dtype == np.float32
-            and np.isinf(values.astype(np.float32)).sum() > np.isinf(values).sum()
-        ):
-            ds[name].encoding = {**encoding, "dtype": np.dtype(np.float64)}
+        elif dtype == np.float32 and var.dtype != np.float32:
+            with np.errstate(over="ignore"):
+                overflow = bool(np.isinf(var.astype(np.float32)).sum() > np.isinf(var).sum())
+            if overflow:
+                ds[name].encoding = {**encoding, "dtype": np.dtype(np.float64)}
     return ds
 
 
@@ -275,9 +405,11 @@ def _require_zarr():
         ) from error
 
 
-def _open_zarr(path: Path) -> xr.Dataset:
+def _open_zarr(path: Path, chunks=None) -> xr.Dataset:
     _require_zarr()
-    return xr.open_zarr(path, consolidated=False)
+    ds = xr.open_zarr(path, consolidated=False, chunks=None)
+    spec = _chunking(ds, chunks)  # "auto" along sample/time: multiples of the store's chunks
+    return ds if spec is None else xr.open_zarr(path, consolidated=False, chunks=spec)
 
 
 def _save_zarr(ds: xr.Dataset, path: Path) -> None:

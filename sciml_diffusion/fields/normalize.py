@@ -2,13 +2,26 @@
 
 Statistics are fitted on valid points only (NaN excluded) and saved as JSON with every
 checkpoint, so a model always sees data scaled the way it was trained.
+
+They are computed in one streaming pass: the data are read a block of samples (or time
+steps) at a time, each block gives its count, mean and sum of squared deviations
+:math:`M_2`, and blocks are merged with the pairwise update of Chan, Golub & LeVeque
+(1979, "Updating formulae and a pairwise algorithm for computing sample variances"):
+
+    n = n_a + n_b,   d = mean_b - mean_a,   mean = mean_a + d n_b / n,
+    M2 = M2_a + M2_b + d^2 n_a n_b / n,
+
+so data larger than memory (lazy dask arrays) are never loaded whole, and the result
+equals the in-memory ``nanmean``/``nanstd`` to float precision.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,7 +29,104 @@ import xarray as xr
 
 from sciml_diffusion.fields.dataset import FieldDataset
 
-__all__ = ["Normalizer"]
+__all__ = ["Normalizer", "Moments", "streaming_moments", "normalized_std", "BLOCK_BYTES"]
+
+#: bytes of float64 values read at a time by the streaming passes
+BLOCK_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and sum of squared deviations ``M2`` of a set of values (float64).
+
+    ``Moments.of(a).merge(Moments.of(b))`` equals ``Moments.of(concatenate(a, b))`` up to
+    rounding (Chan et al. 1979); ``std`` is the population standard deviation.
+    """
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    @classmethod
+    def of(cls, values) -> Moments:
+        """Moments of the non-NaN entries of an array of any shape."""
+        values = np.asarray(values, dtype=np.float64)
+        valid = values[~np.isnan(values)]
+        if valid.size == 0:
+            return cls()
+        mean = float(valid.mean())
+        return cls(int(valid.size), mean, float(np.square(valid - mean).sum()))
+
+    def merge(self, other: Moments) -> Moments:
+        """Moments of the union of both sets (Chan, Golub & LeVeque's pairwise update)."""
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            return other
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.count / n
+        m2 = self.m2 + other.m2 + delta**2 * self.count * other.count / n
+        return Moments(n, mean, m2)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.count) if self.count else float("nan")
+
+
+def streaming_moments(
+    dataset: FieldDataset, variables: Sequence[str], block_bytes: int = BLOCK_BYTES
+) -> dict[str, Moments]:
+    """:class:`Moments` of each variable over its valid points, reading a block at a time.
+
+    Lazy (dask) variables are read in blocks of about ``block_bytes`` along their first
+    dim (``sample`` or ``time``); in-memory ones in one block.
+
+    Raises
+    ------
+    ValueError
+        If a variable holds infinite values (mark missing data as NaN instead).
+    """
+    out = {}
+    for v in variables:
+        total = Moments()
+        for block in _blocks(dataset.xarray[v], block_bytes):
+            if np.isinf(block).any():
+                raise ValueError(
+                    f"variable {v!r} contains infinite values; remove them or mark them NaN"
+                )
+            total = total.merge(Moments.of(block))
+        out[v] = total
+    return out
+
+
+def normalized_std(moments: Mapping[str, Moments], normalizer: Normalizer) -> float:
+    """Standard deviation (``n - 1``) of every variable's normalised values pooled together.
+
+    Each variable's moments are mapped through ``(x - mean) / std`` and merged (Chan et
+    al.), so no pass over the data is needed; 1 with fewer than two values.
+    """
+    total = Moments()
+    for v, m in moments.items():
+        c = normalizer.variables.index(v)
+        mean, std = normalizer.mean[c], normalizer.std[c]
+        total = total.merge(Moments(m.count, (m.mean - mean) / std, m.m2 / std**2))
+    return math.sqrt(total.m2 / (total.count - 1)) if total.count > 1 else 1.0
+
+
+def _blocks(arr: xr.DataArray, block_bytes: int) -> Iterator[np.ndarray]:
+    """float64 values of ``arr`` in consecutive slices of its first dim."""
+    if arr.chunks is None or arr.ndim == 0:
+        yield np.asarray(arr.values, dtype=np.float64)
+        return
+    dim, n = arr.dims[0], arr.shape[0]
+    per_row = max(1, arr.size // max(n, 1) * 8)
+    step = max(1, block_bytes // per_row)
+    if arr.chunks[0]:  # whole dask chunks per block, so no chunk is read twice
+        chunk = max(arr.chunks[0])
+        step = max(chunk, step // chunk * chunk)
+    for start in range(0, n, step):
+        yield np.asarray(arr.isel({dim: slice(start, start + step)}).values, dtype=np.float64)
 
 
 class Normalizer:
@@ -52,25 +162,31 @@ class Normalizer:
 
     @classmethod
     def fit(cls, dataset: FieldDataset, variables: Sequence[str] | None = None) -> Normalizer:
-        """Statistics of each variable over its valid (non-NaN) points.
+        """Statistics of each variable over its valid (non-NaN) points, in one streaming pass.
 
-        A constant variable (zero spread) gets ``std = 1`` so it is only shifted.
+        A constant variable (zero spread) gets ``std = 1`` so it is only shifted. Lazy data
+        are read a block at a time (:func:`streaming_moments`).
         """
         dataset = dataset if isinstance(dataset, FieldDataset) else FieldDataset(dataset)
         variables = list(variables) if variables is not None else list(dataset.variables)
+        missing = [v for v in variables if v not in dataset.variables]
+        if missing:
+            raise ValueError(
+                f"variable {missing[0]!r} not in the data set; available: "
+                f"{list(dataset.variables)}"
+            )
+        return cls.from_moments(streaming_moments(dataset, variables), dataset.grid.ndim)
+
+    @classmethod
+    def from_moments(cls, moments: Mapping[str, Moments], spatial_ndim: int) -> Normalizer:
+        """Statistics from per-variable :class:`Moments` (e.g. of :func:`streaming_moments`)."""
         means, stds = [], []
-        for v in variables:
-            if v not in dataset.variables:
-                raise ValueError(
-                    f"variable {v!r} not in the data set; available: {list(dataset.variables)}"
-                )
-            values = np.asarray(dataset.xarray[v].values, dtype=np.float64)
-            if np.isnan(values).all():
+        for v, m in moments.items():
+            if m.count == 0:
                 raise ValueError(f"variable {v!r} has no valid (non-NaN) values to fit")
-            means.append(float(np.nanmean(values)))
-            std = float(np.nanstd(values))
-            stds.append(std if std > 0 else 1.0)
-        return cls(variables, means, stds, spatial_ndim=dataset.grid.ndim)
+            means.append(m.mean)
+            stds.append(m.std if m.std > 0 else 1.0)
+        return cls(list(moments), means, stds, spatial_ndim=spatial_ndim)
 
     # ------------------------------------------------------------------ apply
     def normalize(self, x):

@@ -49,7 +49,13 @@ from sciml_diffusion.fields.io import atomic_path
 from sciml_diffusion.forecast.config import RESUMABLE, ForecastConfig
 from sciml_diffusion.forecast.layout import ascending, restore, time_step, valid_times
 from sciml_diffusion.forecast.training import train_stage
-from sciml_diffusion.forecast.windows import Windows, check_time_data, split_time, time_tensor
+from sciml_diffusion.forecast.windows import (
+    Windows,
+    check_time_data,
+    fit_statistics,
+    split_time,
+    time_tensor,
+)
 
 __all__ = ["Forecaster", "FORMAT", "read_forecast_config", "as_field_dataset", "masked"]
 
@@ -150,10 +156,7 @@ class Forecaster:
     def create(cls, train: FieldDataset, config: ForecastConfig) -> Forecaster:
         """An untrained forecaster for ``train``'s variables, grid and time step."""
         variables = config.variables or list(train.variables)
-        normalizer = Normalizer.fit(train, variables)
-        x, mask = time_tensor(train, variables, normalizer)
-        values = x[mask]
-        sigma = float(values.std()) if values.numel() > 1 else 1.0
+        normalizer, sigma = fit_statistics(train, variables)  # one streaming pass if lazy
         return cls(config, normalizer, train.grid, time_step(train.xarray["time"].values), sigma)
 
     def train(self, train, val, out: Path | None, resume: bool, progress: bool) -> Forecaster:
@@ -163,9 +166,9 @@ class Forecaster:
         if distributed.context().is_distributed:  # under torchrun: this rank's device
             device = distributed.context().device
         self.to(device)
-        windows = Windows(*time_tensor(train, self.variables, self.normalizer), config.window)
+        windows = Windows.of(train, self.variables, self.normalizer, config.window)
         val_windows = (
-            Windows(*time_tensor(val, self.variables, self.normalizer), config.window)
+            Windows.of(val, self.variables, self.normalizer, config.window)
             if val is not None
             else None
         )

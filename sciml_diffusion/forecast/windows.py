@@ -8,6 +8,10 @@ trajectories), so no window spans the train/validation boundary.
 
 NaN ("no data", e.g. land) becomes 0 in the tensors and False in the mask; every loss
 averages over the mask only.
+
+Data larger than memory: for a lazy (dask) data set :meth:`Windows.of` reads each batch
+of windows from disk (:class:`~sciml_diffusion.fields.batches.LazyFrames`), and
+:func:`fit_statistics` computes the normaliser and the data's spread in one streaming pass.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import numpy as np
 import torch
 
 from sciml_diffusion.fields import FieldDataset, Normalizer
+from sciml_diffusion.fields.batches import LazyFrames
+from sciml_diffusion.fields.normalize import normalized_std, streaming_moments
 
-__all__ = ["Windows", "split_time", "check_time_data", "time_tensor"]
+__all__ = ["Windows", "split_time", "check_time_data", "time_tensor", "fit_statistics"]
 
 
 def check_time_data(dataset: FieldDataset, length: int, what: str = "training") -> int:
@@ -57,6 +63,25 @@ def time_tensor(dataset: FieldDataset, variables, normalizer: Normalizer):
     return x.float(), mask
 
 
+def fit_statistics(dataset: FieldDataset, variables) -> tuple[Normalizer, float]:
+    """The :class:`Normalizer` of ``dataset`` and the std of its normalised valid values.
+
+    Data in memory are normalised as a tensor; lazy data are read once, a block at a
+    time, and the spread follows from the per-variable moments (Chan et al.'s merge).
+    """
+    if not dataset.is_lazy:
+        normalizer = Normalizer.fit(dataset, variables)
+        x, mask = time_tensor(dataset, variables, normalizer)
+        values = x[mask]
+        return normalizer, float(values.std()) if values.numel() > 1 else 1.0
+    missing = [v for v in variables if v not in dataset.variables]
+    if missing:
+        raise ValueError(f"variables {missing} not in the data; available: {dataset.variables}")
+    moments = streaming_moments(dataset, list(variables))
+    normalizer = Normalizer.from_moments(moments, dataset.grid.ndim)
+    return normalizer, normalized_std(moments, normalizer)
+
+
 def split_time(dataset: FieldDataset, val_fraction: float, by: str = "time"):
     """Split into disjoint training and validation data sets before cutting windows.
 
@@ -92,10 +117,11 @@ class Windows:
 
     Parameters
     ----------
-    x : torch.Tensor ``(S, T, C, *spatial)``
-        Normalised trajectories (0 where masked).
+    x : torch.Tensor ``(S, T, C, *spatial)`` or LazyFrames
+        Normalised trajectories (0 where masked), or a reader of them (windows are then
+        read from disk per batch; see :meth:`of`).
     mask : torch.Tensor of bool, same shape
-        True where data exist.
+        True where data exist (``None`` with a reader).
     length : int
         Frames per window (context + horizon).
     """
@@ -110,6 +136,13 @@ class Windows:
         #: ``(N, 2)`` rows of (sample, first time index)
         self.index = torch.as_tensor(grid, dtype=torch.long)
 
+    @classmethod
+    def of(cls, dataset: FieldDataset, variables, normalizer: Normalizer, length: int) -> Windows:
+        """Windows of a data set: its tensors in memory, or read per batch when it is lazy."""
+        if dataset.is_lazy:
+            return cls(LazyFrames(dataset, variables, normalizer), None, length)
+        return cls(*time_tensor(dataset, variables, normalizer), length)
+
     def __len__(self) -> int:
         return int(self.index.shape[0])
 
@@ -119,6 +152,8 @@ class Windows:
 
     def take(self, rows: torch.Tensor, device=None):
         """Windows ``rows`` as ``(B, length, C, *spatial)`` tensors (fields, mask)."""
+        if isinstance(self.x, LazyFrames):
+            return self.x.windows(self.index[rows, 0], self.index[rows, 1], self.length, device)
         samples = self.index[rows, 0][:, None]
         times = self.time_indices(rows)
         x, mask = self.x[samples, times], self.mask[samples, times]
