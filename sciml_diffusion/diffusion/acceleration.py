@@ -26,7 +26,14 @@ import warnings
 import torch
 from torch import nn
 
-__all__ = ["bf16_autocast", "CompiledDenoiser", "compile_denoiser", "plain_state_dict", "BACKEND"]
+__all__ = [
+    "bf16_autocast",
+    "CompiledDenoiser",
+    "compile_denoiser",
+    "compile_forward",
+    "plain_state_dict",
+    "BACKEND",
+]
 
 #: the ``torch.compile`` backend used when none is named
 BACKEND = "inductor"
@@ -52,10 +59,11 @@ class CompiledDenoiser:
 
     Parameters
     ----------
-    module : nn.Module
-        The denoiser (e.g. an :class:`~sciml_diffusion.diffusion.precondition.EDMDenoiser`);
-        it is not modified, and attributes not defined here (``sigma_data``, ``parameters``,
-        ``state_dict``, ...) are the module's.
+    module : nn.Module or callable
+        The denoiser (e.g. an :class:`~sciml_diffusion.diffusion.precondition.EDMDenoiser`),
+        or a module's bound ``forward`` (:func:`compile_forward`); it is not modified, and
+        attributes not defined here (``sigma_data``, ``parameters``, ``state_dict``, ...)
+        are the module's.
     backend : str, optional
         ``torch.compile`` backend (default :data:`BACKEND`, ``"inductor"``).
     **options
@@ -102,6 +110,12 @@ class CompiledDenoiser:
             stacklevel=3,
         )
 
+    def __deepcopy__(self, memo):
+        raise TypeError(
+            "a compiled denoiser cannot be deep-copied (the copy would call the original's "
+            "weights); copy the module before compiling it"
+        )
+
     def __repr__(self) -> str:
         state = "eager (compilation failed)" if self.failure else "compiled"
         return f"CompiledDenoiser({type(self.module).__name__}, {state})"
@@ -136,6 +150,19 @@ def _summary(error: BaseException) -> str:
 def compile_denoiser(module: nn.Module, enabled: bool = True, **options):
     """``CompiledDenoiser(module, **options)`` if ``enabled``, else ``module`` itself."""
     return CompiledDenoiser(module, **options) if enabled else module
+
+
+def compile_forward(module: nn.Module, backend: str | None = None, **options) -> nn.Module:
+    """Compile ``module.forward`` in place and return ``module``.
+
+    ``module`` keeps its identity, parameters and state-dict keys, so whatever holds it (an
+    optimiser, an EMA, ``DistributedDataParallel``) runs the compiled forward unchanged;
+    failures fall back to eager as in :class:`CompiledDenoiser`. Deep-copy the module
+    before compiling it (a copy made afterwards is refused).
+    """
+    if not isinstance(module.__dict__.get("forward"), CompiledDenoiser):
+        module.forward = CompiledDenoiser(module.forward, backend=backend, **options)
+    return module
 
 
 def plain_state_dict(module) -> dict:

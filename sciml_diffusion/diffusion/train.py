@@ -24,7 +24,7 @@ import torch
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from sciml_diffusion.diffusion.acceleration import bf16_autocast, compile_denoiser
+from sciml_diffusion.diffusion.acceleration import compile_forward
 from sciml_diffusion.diffusion.boundary import boundary_mask
 from sciml_diffusion.diffusion.loss import edm_loss
 from sciml_diffusion.diffusion.noise import (
@@ -308,7 +308,8 @@ class _Run:
             torch.manual_seed(config.seed)
             self.model = build_denoiser(self.run_config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.network = compile_denoiser(self.model, config.compile)  # what the loss calls
+        if config.compile:  # in place, after the EMA copy: keys and DDP wrapping unchanged
+            compile_forward(self.model)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -361,9 +362,9 @@ class _Run:
         ]
         x, mask, grid = _subsample(self.x[idx], self.mask[idx], self.grid, int(stride))
         self.model.train()
-        with bf16_autocast(x.device, config.bf16):
+        with torch.autocast("cuda", torch.bfloat16, enabled=config.bf16 and x.is_cuda):
             loss = edm_loss(
-                self.network,
+                self.model,
                 x,
                 self.noise,
                 grid,
