@@ -24,7 +24,6 @@ import torch
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from sciml_diffusion.diffusion.acceleration import compile_forward
 from sciml_diffusion.diffusion.boundary import boundary_mask
 from sciml_diffusion.diffusion.loss import edm_loss
 from sciml_diffusion.diffusion.noise import (
@@ -107,12 +106,12 @@ class TrainConfig:
         Seeds the initial weights, the split and every training draw.
     device : str
         ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ...
-    bf16 : bool
-        bf16 autocast around the network call on CUDA (a no-op on CPU); the loss, the noise
-        and the optimiser stay float32 (:mod:`~sciml_diffusion.diffusion.acceleration`).
     compile : bool
-        Train through ``torch.compile`` of the denoiser (falls back to eager with a warning
-        if compilation fails); checkpoints hold the plain module's weights.
+        Train through ``torch.compile`` of the denoiser's forward, compiled in place (falls
+        back to eager with a warning if compilation fails); checkpoints hold the plain
+        module's weights (:mod:`~sciml_diffusion.diffusion.acceleration`).
+    bf16 : bool
+        bf16 autocast for the backbone on CUDA.
     """
 
     variables: list[str] | None = None
@@ -141,8 +140,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     seed: int = 0
     device: str = "auto"
-    bf16: bool = False
     compile: bool = False
+    bf16: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -309,6 +308,8 @@ class _Run:
             self.model = build_denoiser(self.run_config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         if config.compile:  # in place, after the EMA copy: keys and DDP wrapping unchanged
+            from sciml_diffusion.diffusion.acceleration import compile_forward
+
             compile_forward(self.model)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
