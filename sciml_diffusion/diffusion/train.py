@@ -51,8 +51,8 @@ __all__ = ["TrainConfig", "train_prior", "NonFiniteLossError"]
 #: the training log, one JSON record per step
 LOG_FILE = "log.jsonl"
 
-#: settings that may change when a run is resumed (bf16 and compile change only the speed)
-RESUMABLE = ("steps", "checkpoint_every", "val_every", "device", "progress", "bf16", "compile")
+#: settings that may change when a run is resumed
+RESUMABLE = ("steps", "checkpoint_every", "val_every", "device", "progress")
 
 
 class NonFiniteLossError(ValueError):
@@ -500,6 +500,10 @@ def _device(name: str) -> torch.device:
     return device
 
 
+#: settings that change only the speed, never the result: free to change on resume too
+SPEED_SETTINGS = ("bf16", "compile")
+
+
 def _check_run_dir(out: Path | None, config: TrainConfig, resume: bool) -> dict | None:
     """The previous run config when resuming; refuses to overwrite an existing run."""
     if out is None:
@@ -518,12 +522,13 @@ def _check_run_dir(out: Path | None, config: TrainConfig, resume: bool) -> dict 
         )
     previous = read_run_config(out)
     old, new = previous["train"], asdict(config)
-    changed = sorted(k for k in new if k not in RESUMABLE and old.get(k) != new[k])
+    resumable = (*RESUMABLE, *SPEED_SETTINGS)
+    changed = sorted(k for k in new if k not in resumable and old.get(k) != new[k])
     if changed:
         diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
         raise ValueError(
             f"cannot resume {out} with a different configuration ({diffs}); only "
-            f"{', '.join(RESUMABLE)} may change"
+            f"{', '.join(resumable)} may change"
         )
     previous["train"] = new
     return previous
