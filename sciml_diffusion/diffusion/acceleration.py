@@ -5,13 +5,17 @@
   al. 2019, "A study of BFLOAT16 for deep learning training"), its spectral convolutions stay
   float32 (:mod:`~sciml_diffusion.diffusion.backbone`), and the denoiser's output is cast
   back to float32 (:class:`~sciml_diffusion.diffusion.precondition.EDMDenoiser`), so the ODE/SDE
-  state, the loss and the guidance arithmetic stay float32. On CPU it is a no-op: no
-  autocast context is entered at all, and results are bit-identical to the default.
+  state, the loss and the guidance arithmetic stay float32. On CPU it is a no-op: sampling
+  and ``reconstruct`` enter no autocast context at all (training's step enters a disabled
+  CUDA one), and results are bit-identical to the default.
 - :class:`CompiledDenoiser` calls a module through ``torch.compile`` (Ansel et al. 2024,
-  "PyTorch 2"). Compilation happens at the first call (and again for a new shape or grid);
-  if it fails there (no C compiler or Triton, an operator the backend cannot lower), the
-  module runs eagerly from then on, with a warning saying why. The wrapped module itself is
-  never replaced, so checkpoints hold its plain state dict (no ``_orig_mod.`` prefixes).
+  "PyTorch 2"); sampling uses it (:meth:`Prior.compile`), and training compiles the
+  model's ``forward`` in place (:func:`compile_forward`), so the optimiser, the EMA and a
+  ``DistributedDataParallel`` wrapper keep holding the same module. Compilation happens at
+  the first call (and again for a new shape or grid); if it fails there (no C compiler or
+  Triton, an operator the backend cannot lower), the module runs eagerly from then on, with
+  a warning saying why. The module itself is never replaced, so checkpoints hold its plain
+  state dict (no ``_orig_mod.`` prefixes).
   neuraloperator routes its spectral contractions through tensorly's opt_einsum plugin,
   whose path cache Dynamo cannot trace (a graph break in every block, and the backbone's
   block loop falls back to eager); compiling therefore switches tensorly to the backend's
@@ -29,7 +33,6 @@ from torch import nn
 __all__ = [
     "bf16_autocast",
     "CompiledDenoiser",
-    "compile_denoiser",
     "compile_forward",
     "plain_state_dict",
     "BACKEND",
@@ -145,11 +148,6 @@ def _causes(error: BaseException) -> list[BaseException]:
 def _summary(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
-
-
-def compile_denoiser(module: nn.Module, enabled: bool = True, **options):
-    """``CompiledDenoiser(module, **options)`` if ``enabled``, else ``module`` itself."""
-    return CompiledDenoiser(module, **options) if enabled else module
 
 
 def compile_forward(module: nn.Module, backend: str | None = None, **options) -> nn.Module:
