@@ -186,6 +186,13 @@ def test_compiled_training_matches_eager_and_saves_plain_keys(
     assert set(loaded.denoiser.state_dict()) == set(state["ema"])
 
 
+def test_bf16_training_on_cpu_is_identical(field_data, tiny):
+    tiny.update(steps=2, val_every=100)
+    plain = train_prior(field_data, tiny, progress=False).denoiser.state_dict()
+    fast = train_prior(field_data, {**tiny, "bf16": True}, progress=False).denoiser.state_dict()
+    assert all(torch.equal(plain[k], fast[k]) for k in plain)
+
+
 def test_speed_settings_are_checked_and_may_change_on_resume(field_data, tiny, tmp_path):
     with pytest.raises(ValueError, match="compile must be true or false"):
         TrainConfig(compile="yes").validate()
