@@ -123,10 +123,8 @@ def _reconstruct(args: argparse.Namespace) -> None:
     check_plot_path(args.plot, overwrite=args.overwrite, inputs=inputs)
     device = check_device(args.device)
     obs = Observations.from_xarray(open_dataset(sensors))
-    prior = Prior.load(args.checkpoint, device=device)
+    prior = Prior.load(args.checkpoint, device=device, compile=args.compile)
     grid = prior.grid.with_shape(args.resolution) if args.resolution else None
-    if args.compile:
-        prior.compile()
     ds = reconstruct(
         prior,
         obs,
@@ -135,13 +133,13 @@ def _reconstruct(args: argparse.Namespace) -> None:
         members=args.members,
         steps=args.steps,
         grid=grid,
-        bf16=args.bf16,
         generator=args.seed,
         device=device,
         sampler=args.sampler,
         noise_std=args.noise_std,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        bf16=args.bf16,
     )
     ds.attrs.update(checkpoint=str(args.checkpoint), observations=str(args.observations))
     save_dataset(ds, out)

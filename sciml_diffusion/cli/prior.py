@@ -111,13 +111,6 @@ def _add_speed_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _use_speed_flags(prior, args: argparse.Namespace) -> None:
-    """``--bf16``: autocast in every sampler call (CUDA only); ``--compile``: compile."""
-    prior.bf16 = bool(args.bf16)
-    if args.compile:
-        prior.compile()
-
-
 #: command-line flag -> TrainConfig field
 _FLAGS = {
     "steps": "steps",
@@ -219,9 +212,10 @@ def _sample(args: argparse.Namespace) -> None:
     out = check_output_file(args.out, overwrite=args.overwrite, inputs=[args.checkpoint])
     plot = check_plot_path(args.plot, overwrite=args.overwrite, inputs=[args.checkpoint, out])
     device = check_device(args.device)
-    prior = Prior.load(args.checkpoint, device=device)
+    prior = Prior.load(
+        args.checkpoint, device=device, bf16=bool(args.bf16), compile=bool(args.compile)
+    )
     shape = parse_resolution(args.resolution, prior.grid.shape)
-    _use_speed_flags(prior, args)
     grid = prior.grid if shape is None else prior.grid.with_shape(shape)
     width = prior.config.get("model", {}).get("width", 32)
     check_memory(

@@ -5,13 +5,12 @@
   al. 2019, "A study of BFLOAT16 for deep learning training"), its spectral convolutions stay
   float32 (:mod:`~sciml_diffusion.diffusion.backbone`), and the denoiser's output is cast
   back to float32 (:class:`~sciml_diffusion.diffusion.precondition.EDMDenoiser`), so the ODE/SDE
-  state, the loss and the guidance arithmetic stay float32. On CPU it is a no-op: sampling
-  and ``reconstruct`` enter no autocast context at all (training's step enters a disabled
-  CUDA one), and results are bit-identical to the default.
+  state, the loss and the guidance arithmetic stay float32. On CPU it is a no-op: no
+  autocast context is entered at all, and results are bit-identical to the default.
 - :class:`CompiledDenoiser` calls a module through ``torch.compile`` (Ansel et al. 2024,
-  "PyTorch 2"); sampling uses it (:meth:`Prior.compile`), and training compiles the
-  model's ``forward`` in place (:func:`compile_forward`), so the optimiser, the EMA and a
-  ``DistributedDataParallel`` wrapper keep holding the same module. Compilation happens at
+  "PyTorch 2"): sampling (:meth:`Prior.compile`) and the training loss call it, while
+  the optimiser, the EMA and a ``DistributedDataParallel`` wrapper keep holding the plain
+  module (under DDP the replica's loss calls the compiled one). Compilation happens at
   the first call (and again for a new shape or grid); if it fails there (no C compiler or
   Triton, an operator the backend cannot lower), the module runs eagerly from then on, with
   a warning saying why. The module itself is never replaced, so checkpoints hold its plain
@@ -30,13 +29,7 @@ import warnings
 import torch
 from torch import nn
 
-__all__ = [
-    "bf16_autocast",
-    "CompiledDenoiser",
-    "compile_forward",
-    "plain_state_dict",
-    "BACKEND",
-]
+__all__ = ["bf16_autocast", "CompiledDenoiser", "compile_denoiser", "plain_state_dict", "BACKEND"]
 
 #: the ``torch.compile`` backend used when none is named
 BACKEND = "inductor"
@@ -62,11 +55,10 @@ class CompiledDenoiser:
 
     Parameters
     ----------
-    module : nn.Module or callable
-        The denoiser (e.g. an :class:`~sciml_diffusion.diffusion.precondition.EDMDenoiser`),
-        or a module's bound ``forward`` (:func:`compile_forward`); it is not modified, and
-        attributes not defined here (``sigma_data``, ``parameters``, ``state_dict``, ...)
-        are the module's.
+    module : nn.Module
+        The denoiser (e.g. an :class:`~sciml_diffusion.diffusion.precondition.EDMDenoiser`);
+        it is not modified, and attributes not defined here (``sigma_data``, ``parameters``,
+        ``state_dict``, ...) are the module's.
     backend : str, optional
         ``torch.compile`` backend (default :data:`BACKEND`, ``"inductor"``).
     **options
@@ -113,12 +105,6 @@ class CompiledDenoiser:
             stacklevel=3,
         )
 
-    def __deepcopy__(self, memo):
-        raise TypeError(
-            "a compiled denoiser cannot be deep-copied (the copy would call the original's "
-            "weights); copy the module before compiling it"
-        )
-
     def __repr__(self) -> str:
         state = "eager (compilation failed)" if self.failure else "compiled"
         return f"CompiledDenoiser({type(self.module).__name__}, {state})"
@@ -150,17 +136,9 @@ def _summary(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
-def compile_forward(module: nn.Module, backend: str | None = None, **options) -> nn.Module:
-    """Compile ``module.forward`` in place and return ``module``.
-
-    ``module`` keeps its identity, parameters and state-dict keys, so whatever holds it (an
-    optimiser, an EMA, ``DistributedDataParallel``) runs the compiled forward unchanged;
-    failures fall back to eager as in :class:`CompiledDenoiser`. Deep-copy the module
-    before compiling it (a copy made afterwards is refused).
-    """
-    if not isinstance(module.__dict__.get("forward"), CompiledDenoiser):
-        module.forward = CompiledDenoiser(module.forward, backend=backend, **options)
-    return module
+def compile_denoiser(module: nn.Module, enabled: bool = True, **options):
+    """``CompiledDenoiser(module, **options)`` if ``enabled``, else ``module`` itself."""
+    return CompiledDenoiser(module, **options) if enabled else module
 
 
 def plain_state_dict(module) -> dict:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from sciml_diffusion.diffusion.acceleration import CompiledDenoiser, bf16_autocast
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
 from sciml_diffusion.diffusion.noise import NoiseProcess, noise_from_dict
 from sciml_diffusion.diffusion.precondition import EDMDenoiser
@@ -156,8 +157,6 @@ class Prior:
         (:class:`~sciml_diffusion.diffusion.acceleration.CompiledDenoiser`). ``self.denoiser``
         stays the plain module. ``backend`` and ``options`` go to ``torch.compile``.
         """
-        from sciml_diffusion.diffusion.acceleration import CompiledDenoiser
-
         self._network = CompiledDenoiser(self.denoiser, backend=backend, **options)
         return self
 
@@ -283,8 +282,6 @@ class Prior:
         shape = (n, len(self.variables), *grid.shape)
         x = levels[0].item() * self.noise.sample(shape, grid, generator)
         x = x.to(self.device)
-
-        from sciml_diffusion.diffusion.acceleration import bf16_autocast
 
         network = self.network
         autocast = self.bf16 if bf16 is None else bool(bf16)

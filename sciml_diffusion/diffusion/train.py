@@ -24,6 +24,7 @@ import torch
 from scipy import sparse
 from tqdm.auto import tqdm
 
+from sciml_diffusion.diffusion.acceleration import bf16_autocast, compile_denoiser
 from sciml_diffusion.diffusion.boundary import boundary_mask
 from sciml_diffusion.diffusion.loss import edm_loss
 from sciml_diffusion.diffusion.noise import (
@@ -51,8 +52,8 @@ __all__ = ["TrainConfig", "train_prior", "NonFiniteLossError"]
 #: the training log, one JSON record per step
 LOG_FILE = "log.jsonl"
 
-#: settings that may change when a run is resumed
-RESUMABLE = ("steps", "checkpoint_every", "val_every", "device", "progress")
+#: settings that may change when a run is resumed (bf16 and compile change only the speed)
+RESUMABLE = ("steps", "checkpoint_every", "val_every", "device", "progress", "bf16", "compile")
 
 
 class NonFiniteLossError(ValueError):
@@ -106,12 +107,12 @@ class TrainConfig:
         Seeds the initial weights, the split and every training draw.
     device : str
         ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ...
-    compile : bool
-        Train through ``torch.compile`` of the denoiser's forward, compiled in place (falls
-        back to eager with a warning if compilation fails); checkpoints hold the plain
-        module's weights (:mod:`~sciml_diffusion.diffusion.acceleration`).
     bf16 : bool
-        bf16 autocast for the backbone on CUDA.
+        bf16 autocast around the network call on CUDA (a no-op on CPU); the loss, the noise
+        and the optimiser stay float32 (:mod:`~sciml_diffusion.diffusion.acceleration`).
+    compile : bool
+        Train through ``torch.compile`` of the denoiser (falls back to eager with a warning
+        if compilation fails); checkpoints hold the plain module's weights.
     """
 
     variables: list[str] | None = None
@@ -140,8 +141,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     seed: int = 0
     device: str = "auto"
-    compile: bool = False
     bf16: bool = False
+    compile: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -307,10 +308,7 @@ class _Run:
             torch.manual_seed(config.seed)
             self.model = build_denoiser(self.run_config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        if config.compile:  # in place, after the EMA copy: keys and DDP wrapping unchanged
-            from sciml_diffusion.diffusion.acceleration import compile_forward
-
-            compile_forward(self.model)
+        self.network = compile_denoiser(self.model, config.compile)  # what the loss calls
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -363,9 +361,9 @@ class _Run:
         ]
         x, mask, grid = _subsample(self.x[idx], self.mask[idx], self.grid, int(stride))
         self.model.train()
-        with torch.autocast("cuda", torch.bfloat16, enabled=config.bf16 and x.is_cuda):
+        with bf16_autocast(x.device, config.bf16):
             loss = edm_loss(
-                self.model,
+                self.network,
                 x,
                 self.noise,
                 grid,
@@ -500,10 +498,6 @@ def _device(name: str) -> torch.device:
     return device
 
 
-#: settings that change only the speed, never the result: free to change on resume too
-SPEED_SETTINGS = ("bf16", "compile")
-
-
 def _check_run_dir(out: Path | None, config: TrainConfig, resume: bool) -> dict | None:
     """The previous run config when resuming; refuses to overwrite an existing run."""
     if out is None:
@@ -522,13 +516,12 @@ def _check_run_dir(out: Path | None, config: TrainConfig, resume: bool) -> dict 
         )
     previous = read_run_config(out)
     old, new = previous["train"], asdict(config)
-    resumable = (*RESUMABLE, *SPEED_SETTINGS)
-    changed = sorted(k for k in new if k not in resumable and old.get(k) != new[k])
+    changed = sorted(k for k in new if k not in RESUMABLE and old.get(k) != new[k])
     if changed:
         diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
         raise ValueError(
             f"cannot resume {out} with a different configuration ({diffs}); only "
-            f"{', '.join(resumable)} may change"
+            f"{', '.join(RESUMABLE)} may change"
         )
     previous["train"] = new
     return previous

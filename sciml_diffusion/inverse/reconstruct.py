@@ -103,13 +103,13 @@ def reconstruct(
         Members per denoiser batch (default all at once).
     progress : bool
         tqdm bars over batches and steps.
-    bf16 : bool
-        bfloat16 autocast around each network call on CUDA; the guidance arithmetic stays
-        float32. A no-op on CPU (off by default).
     case : int, optional
         Which case of observations holding several (values ``(B, S, V)``); without it
         every case is reconstructed, all members of all cases batched together, and
         the result has a ``case`` dim before ``member``. Case ``c`` uses seed ``seed + c``.
+    bf16 : bool
+        bfloat16 autocast around each network call on CUDA; the guidance arithmetic stays
+        float32. A no-op on CPU (off by default).
     **method_options
         Passed to the guidance class (``zeta``, ``iterations``, ``obs_weight``, ...).
 

@@ -16,7 +16,6 @@ from sciml_diffusion.diffusion import Prior, TrainConfig, acceleration, train_pr
 from sciml_diffusion.diffusion.acceleration import (
     CompiledDenoiser,
     bf16_autocast,
-    compile_forward,
     plain_state_dict,
 )
 from sciml_diffusion.diffusion.noise import WhiteNoise
@@ -139,25 +138,6 @@ def test_plain_state_dict_unwraps_compiled_and_wrapped_modules():
     assert set(plain_state_dict(torch.compile(module, backend="eager"))) == keys
     assert set(plain_state_dict(CompiledDenoiser(module, backend="eager"))) == keys
     assert any(k.startswith("_orig_mod.") for k in torch.compile(module).state_dict())
-
-
-def test_compile_forward_keeps_the_module_and_its_keys():
-    import copy
-
-    prior = tiny_prior()
-    module = prior.denoiser
-    keys = list(module.state_dict())
-    x, sigma = torch.randn(2, 2, 12, 12), torch.tensor([0.5, 2.0])
-    with torch.no_grad():
-        expected = module(x, sigma, grid=prior.grid)
-    assert compile_forward(module, backend=_broken_backend) is module
-    assert compile_forward(module) is module  # compiling twice wraps once
-    assert list(module.state_dict()) == keys
-    with torch.no_grad(), pytest.warns(RuntimeWarning, match="runs eagerly"):
-        assert torch.equal(module(x, sigma, grid=prior.grid), expected)
-    with pytest.raises(TypeError, match="copy the module before compiling"):
-        copy.deepcopy(module)
-    torch._dynamo.reset()
 
 
 def test_compiled_training_matches_eager_and_saves_plain_keys(
