@@ -8,10 +8,13 @@
   state, the loss and the guidance arithmetic stay float32. On CPU it is a no-op: no
   autocast context is entered at all, and results are bit-identical to the default.
 - :class:`CompiledDenoiser` calls a module through ``torch.compile`` (Ansel et al. 2024,
-  "PyTorch 2"). Compilation happens at the first call (and again for a new shape or grid);
-  if it fails there (no C compiler or Triton, an operator the backend cannot lower), the
-  module runs eagerly from then on, with a warning saying why. The wrapped module itself is
-  never replaced, so checkpoints hold its plain state dict (no ``_orig_mod.`` prefixes).
+  "PyTorch 2"): sampling (:meth:`Prior.compile`) and the training loss call it, while
+  the optimiser, the EMA and a ``DistributedDataParallel`` wrapper keep holding the plain
+  module (under DDP the replica's loss calls the compiled one). Compilation happens at
+  the first call (and again for a new shape or grid); if it fails there (no C compiler or
+  Triton, an operator the backend cannot lower), the module runs eagerly from then on, with
+  a warning saying why. The module itself is never replaced, so checkpoints hold its plain
+  state dict (no ``_orig_mod.`` prefixes).
   neuraloperator routes its spectral contractions through tensorly's opt_einsum plugin,
   whose path cache Dynamo cannot trace (a graph break in every block, and the backbone's
   block loop falls back to eager); compiling therefore switches tensorly to the backend's

@@ -145,9 +145,16 @@ def test_compiled_training_matches_eager_and_saves_plain_keys(
 ):
     tiny.update(steps=2, checkpoint_every=2, val_every=100)
     eager = train_prior(field_data, tiny, out=tmp_path / "eager", progress=False)
-    compiled = train_prior(
-        field_data, {**tiny, "compile": True}, out=tmp_path / "compiled", progress=False
-    )
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = train_prior(
+            field_data, {**tiny, "compile": True}, out=tmp_path / "compiled", progress=False
+        )
+    assert not [w for w in caught if "runs eagerly" in str(w.message)]
+    assert counters["stats"]["unique_graphs"] >= 1  # the training step went through Dynamo
     state = torch.load(tmp_path / "compiled" / "checkpoint.pt", weights_only=True)
     for part in ("model", "ema"):
         assert not any("_orig_mod" in k for k in state[part])
@@ -157,6 +164,13 @@ def test_compiled_training_matches_eager_and_saves_plain_keys(
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
     loaded = Prior.load(tmp_path / "compiled")  # loads into the plain module
     assert set(loaded.denoiser.state_dict()) == set(state["ema"])
+
+
+def test_bf16_training_on_cpu_is_identical(field_data, tiny):
+    tiny.update(steps=2, val_every=100)
+    plain = train_prior(field_data, tiny, progress=False).denoiser.state_dict()
+    fast = train_prior(field_data, {**tiny, "bf16": True}, progress=False).denoiser.state_dict()
+    assert all(torch.equal(plain[k], fast[k]) for k in plain)
 
 
 def test_speed_settings_are_checked_and_may_change_on_resume(field_data, tiny, tmp_path):
