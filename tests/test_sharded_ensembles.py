@@ -7,7 +7,7 @@ only float32 rounding in batched kernels differs, hence the tolerances ``TOL`` (
 and ``TOL_MMPS`` (MMPS's Krylov solve amplifies that rounding) for those comparisons.
 
 The 2-process runs use ``torchrun --standalone --nproc_per_node=2`` (gloo) through
-:func:`tests.torchrun.torchrun`, with exactly the commands of ``docs/scaling_ensembles.md``.
+:func:`tests.torchrun.torchrun`, with exactly the commands of ``docs/scaling.md``.
 The 1-process tests split the members as two ranks would (:func:`two_rank_blocks`, a
 context of rank ``r`` of 2 without a process group, so nothing is gathered) and as
 batches, and compare with the whole ensemble.
@@ -37,7 +37,7 @@ TOL_MMPS = dict(rtol=1e-4, atol=1e-4)
 TINY_PRIOR = ["--steps", "2", "--batch-size", "2", "--width", "4", "--modes", "2", "--quiet"]
 
 
-#: the commands of docs/scaling_ensembles.md, run in a folder holding prior_run and obs.nc
+#: the commands of docs/scaling.md, run in a folder holding prior_run and obs.nc
 PRIOR_SAMPLE = "prior sample --checkpoint prior_run --samples 5 --steps 3 --seed 3 --batch-size 1"
 RECONSTRUCT = (
     "reconstruct --checkpoint prior_run --observations obs.nc --members 5 --steps 2 --seed 1 "
@@ -56,7 +56,7 @@ OTHERS = {
     "one_sample": "prior sample --checkpoint prior_run --samples 1 --steps 2 --quiet",
 }
 TORCHRUN = "torchrun --standalone --nproc_per_node=2 -m sciml_diffusion.cli"
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "scaling_ensembles.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
 
 
 @pytest.fixture(scope="module")

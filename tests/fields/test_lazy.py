@@ -172,14 +172,11 @@ def test_lazy_batches_match_the_tensor_in_memory(store):
 
 
 def scaling_section():
-    """The "Data larger than memory" section, wherever the docs keep it."""
-    docs = Path(__file__).resolve().parents[2] / "docs"
-    for page in ("scaling.md", "scaling_data.md"):
-        text = (docs / page).read_text() if (docs / page).exists() else ""
-        if "## Data larger than memory" in text:
-            section = text.split("## Data larger than memory", 1)[1]
-            return section.split("\n## ", 1)[0]
-    raise AssertionError("no 'Data larger than memory' section in docs/scaling*.md")
+    """The "Data larger than memory" section of docs/scaling.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "scaling.md").read_text()
+    assert "## Data larger than memory" in text, "docs/scaling.md lost its data section"
+    section = text.split("## Data larger than memory", 1)[1]
+    return section.split("\n## ", 1)[0]
 
 
 def test_docs_examples_and_commands_run(tmp_path, monkeypatch):
@@ -187,7 +184,7 @@ def test_docs_examples_and_commands_run(tmp_path, monkeypatch):
     section = scaling_section()
     namespace: dict = {}
     for block in re.findall(r"```python\n(.*?)```", section, re.S):
-        exec(compile(block, "scaling_data.md", "exec"), namespace)
+        exec(compile(block, "docs/scaling.md", "exec"), namespace)
     assert namespace["prior"].grid.shape == (32, 32)
     commands = [
         line.split("sciml_diffusion.cli ", 1)[1]
