@@ -163,7 +163,9 @@ def item_generators(source, n: int, start: int = 0) -> list[torch.Generator]:
     """
     if isinstance(source, (list, tuple)):
         if len(source) != n:
-            raise ValueError(f"{len(source)} generators given for a batch of {n}; pass one per item")
+            raise ValueError(
+                f"{len(source)} generators given for a batch of {n}; pass one per item"
+            )
         return list(source)
     seed = int(torch.randint(2**31 - 1, (1,), generator=source))
     first = seed * 1_000_003 + int(start)
