@@ -24,8 +24,8 @@ here, on top of :mod:`sciml_diffusion.distributed` and
   all ranks and is what a checkpoint holds.
 - :class:`Means`: a loss made of means over different numbers of points (masked means, NaN
   land), kept as (mean, count) pairs so that each rank can weigh its means by its share of
-  the global batch's points (:meth:`Means.share`): the averaged gradient is that of the
-  global batch's means.
+  the global batch's points (:meth:`Means.share`, :func:`mean_share`): the averaged
+  gradient is that of the global batch's means.
 - :func:`decided_on_main`: a check (output folder, resume) run by rank 0 alone, its result or
   its error handed to every rank, so that all ranks go on or all stop.
 - :func:`scale_note`: the line a trainer prints once: processes, effective batch, learning rate.

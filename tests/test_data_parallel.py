@@ -8,7 +8,12 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from sciml_diffusion.data_parallel import EpochBatches, decided_on_main, scale_note
+from sciml_diffusion.data_parallel import (
+    EpochBatches,
+    decided_on_main,
+    item_generators,
+    scale_note,
+)
 from sciml_diffusion.distributed import Context
 from tests import data_parallel_steps
 from tests.torchrun import ROOT, torchrun
@@ -77,6 +82,50 @@ def test_rows_of_the_global_draw_pair_each_sample_with_its_noise(noise):
 
 
 _HALVES = (slice(0, 3), slice(3, 6))
+
+
+def test_item_generators_of_a_rank_are_those_of_its_rows_of_the_global_batch():
+    whole = item_generators(torch.Generator().manual_seed(4), 6)
+    rank_1 = item_generators(torch.Generator().manual_seed(4), 3, start=3)
+    draws = [torch.rand(2, generator=g) for g in whole[3:]]
+    torch.testing.assert_close(draws, [torch.rand(2, generator=g) for g in rank_1])
+    with pytest.raises(ValueError, match="one per item"):
+        item_generators(whole, 5)
+
+
+def _combined(parts: list) -> torch.Tensor:
+    """The loss of the whole batch from its parts' :class:`Means`: count-weighted means."""
+    total = 0.0
+    for k, weight in enumerate(parts[0].weights):
+        counts = [float(p.counts[k]) for p in parts]
+        sums = sum(float(p.means[k].detach()) * c for p, c in zip(parts, counts))
+        total += weight * sums / max(sum(counts), 1.0)
+    return torch.tensor(total, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("method", ["dyffusion", "rolling", "diffusion"])
+def test_forecaster_losses_of_half_batches_combine_into_the_whole_batch(method):
+    """Each window with the generator of its position, masked means weighted by their
+    points: the halves' losses (what two ranks compute) give the whole batch's loss."""
+    from sciml_diffusion import forecast
+    from sciml_diffusion.forecast.windows import Windows
+
+    data = data_parallel_steps.forecast_data()
+    config = forecast.ForecastConfig(**{**data_parallel_steps.FORECAST, "method": method})
+    model = forecast.METHODS[method].create(data, config)
+    windows = Windows.of(data, model.variables, model.normalizer, config.window)
+    x, mask = windows.take(torch.tensor([0, 5, 1, 9, 11, 6]))
+    assert mask[:3].sum() != mask[3:].sum()  # NaN land differs between the halves
+    for stage in model.stages:
+        loss, net = model.stage_loss(stage), model.networks[stage]
+
+        def generators():
+            return item_generators(torch.Generator().manual_seed(8), 6)
+
+        whole = loss(net, x, mask, generators()).value().detach()
+        halves = [loss(net, x[r], mask[r], generators()[r]) for r in _HALVES]
+        torch.testing.assert_close(_combined(halves), whole.double(), rtol=1e-5, atol=0)
+
 
 
 #: absolute tolerances (rtol 1e-5 throughout) of the weights compared after 1 and 2 steps.
