@@ -61,7 +61,7 @@ class GaussianDiffusionForecaster(Forecaster):
             generators = item_generators(generators, x.shape[0])
             z = randn((x.shape[0],), generators, device=x.device)
             sigma = (cfg.p_mean + cfg.p_std * z).exp()  # each window's level, then noise
-            n = self.noise.sample(future.shape, self.grid, generators).to(x.device)
+            n = self.noise.sample(future.shape, self.grid, generators, device=x.device)
             mean = edm_loss(
                 model,
                 future,

@@ -165,8 +165,8 @@ class RollingDiffusion(Forecaster):
     def _member_noise(self, shape, generators):
         """Noise ``shape`` ``(B, W, C, *spatial)``, row ``b`` from ``generators[b]``."""
         flat = (shape[0], shape[1] * shape[2], *shape[3:])
-        draw = self.noise.sample(flat, self.grid, generators)
-        return draw.reshape(shape).to(self.device)
+        draw = self.noise.sample(flat, self.grid, generators, device=self.device)
+        return draw.reshape(shape)
 
     def _run(self, y, context, local_times):
         """Integrate the probability-flow ODE frame-wise along ``local_times`` (list of (W,))."""
