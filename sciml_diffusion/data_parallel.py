@@ -16,16 +16,24 @@ here, on top of :mod:`sciml_diffusion.distributed` and
   losses, both take the same optimiser step (up to float rounding).
 - :func:`replicate`: a loss ``loss(model, *batch)`` as one module, wrapped in DDP when
   several processes run (one forward per backward, however often the loss calls the model).
-- :func:`rank_generator`: a generator for the random draws inside a loss that cannot be
-  paired with the global batch's rows: the shared generator itself on one process, one
-  seeded from it per rank otherwise (every rank draws the same seeds, so the shared
-  generator stays identical on all ranks and is what a checkpoint holds).
+- :func:`item_generators` / :func:`per_item`: the random draws inside a loss, one
+  generator per item of the global batch, seeded from one draw of the shared generator and
+  the item's position in the global batch: an item gets the same draws (noise levels,
+  noise, times, dropout masks) whichever rank, and whatever batch, it is computed in. The
+  shared generator advances by one draw per step on every rank, so it stays identical on
+  all ranks and is what a checkpoint holds.
+- :class:`Means`: a loss made of means over different numbers of points (masked means, NaN
+  land), kept as (mean, count) pairs so that each rank can weigh its means by its share of
+  the global batch's points (:meth:`Means.share`, :func:`mean_share`): the averaged
+  gradient is that of the global batch's means.
 - :func:`decided_on_main`: a check (output folder, resume) run by rank 0 alone, its result or
   its error handed to every rank, so that all ranks go on or all stop.
 - :func:`scale_note`: the line a trainer prints once: processes, effective batch, learning rate.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -36,7 +44,10 @@ __all__ = [
     "EpochBatches",
     "Objective",
     "replicate",
-    "rank_generator",
+    "item_generators",
+    "per_item",
+    "Means",
+    "mean_share",
     "decided_on_main",
     "scale_note",
 ]
@@ -136,17 +147,110 @@ def replicate(model: nn.Module, loss) -> nn.Module:
     return nn.parallel.DistributedDataParallel(objective, device_ids=None)
 
 
-def rank_generator(shared: torch.Generator) -> torch.Generator:
-    """The generator of this rank's own draws in a step: ``shared`` on one process.
+def item_generators(source, n: int, start: int = 0) -> list[torch.Generator]:
+    """One generator for each of ``n`` items at global positions ``start .. start + n - 1``.
 
-    With ``W`` processes every rank draws ``W`` seeds from ``shared`` (so it stays the same
-    on all ranks) and seeds a new generator with the seed of its rank.
+    Parameters
+    ----------
+    source : torch.Generator, list of torch.Generator, or None
+        A generator: one seed ``s`` is drawn from it and item ``i`` gets the generator
+        seeded ``s * 1000003 + i``. A list of ``n`` generators is returned as it is; ``None``
+        draws ``s`` from torch's global generator.
+    n : int
+        Items (this rank's rows of the global batch).
+    start : int
+        Position of the first item in the global batch (:attr:`EpochBatches.rows`).
     """
-    context = distributed.context()
-    if context.world_size == 1:
-        return shared
-    seeds = torch.randint(2**62, (context.world_size,), generator=shared)
-    return torch.Generator().manual_seed(int(seeds[context.rank]))
+    if isinstance(source, (list, tuple)):
+        if len(source) != n:
+            raise ValueError(
+                f"{len(source)} generators given for a batch of {n}; pass one per item"
+            )
+        return list(source)
+    seed = int(torch.randint(2**31 - 1, (1,), generator=source))
+    first = seed * 1_000_003 + int(start)
+    return [torch.Generator().manual_seed(first + i) for i in range(n)]
+
+
+def per_item(generators, draw) -> torch.Tensor:
+    """``draw(generator)`` for each item's generator, stacked: ``(n, *draw's shape)``.
+
+    E.g. ``per_item(gens, lambda g: torch.rand(4, generator=g))`` is ``(n, 4)``.
+    """
+    return torch.stack([draw(g) for g in generators])
+
+
+@dataclass(frozen=True)
+class Means:
+    """A loss :math:`\\sum_k w_k m_k` of means :math:`m_k` over :math:`n_k` points each.
+
+    One process back-propagates :meth:`value`. On ``W`` processes rank ``r``'s mean
+    :math:`m_{k,r}` covers its own :math:`n_{k,r}` points; DDP averages the gradients of
+    what each rank back-propagates, so each rank back-propagates
+    :math:`\\sum_k w_k m_{k,r} W n_{k,r} / \\sum_r n_{k,r}` (:meth:`share`): the gradient of
+    the means over the global batch, however the valid points are spread over the ranks.
+
+    Build with :meth:`of`, ``+`` and multiplication by a float:
+    ``2.0 * Means.of(mse, count) + Means.of(other, count2)``.
+
+    Attributes
+    ----------
+    means : tuple of scalar tensors
+    counts : tuple of scalar tensors
+        Number of points of each mean (0 for an empty one, whose mean must be 0).
+    weights : tuple of float
+    """
+
+    means: tuple
+    counts: tuple
+    weights: tuple
+
+    @classmethod
+    def of(cls, mean: torch.Tensor, count) -> Means:
+        """One mean ``mean`` over ``count`` points, weight 1."""
+        return cls((mean,), (torch.as_tensor(count).detach(),), (1.0,))
+
+    def __add__(self, other: Means) -> Means:
+        return Means(
+            self.means + other.means, self.counts + other.counts, self.weights + other.weights
+        )
+
+    def __rmul__(self, weight: float) -> Means:
+        return Means(self.means, self.counts, tuple(float(weight) * w for w in self.weights))
+
+    def value(self) -> torch.Tensor:
+        """:math:`\\sum_k w_k m_k`: the loss of this batch alone."""
+        return sum(w * m for w, m in zip(self.weights, self.means))
+
+    def share(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's loss to back-propagate, and the global batch's loss (for the log).
+
+        One process: :meth:`value` twice. Several: one ``all_reduce`` of the counts and
+        the count-weighted means.
+        """
+        if not distributed.context().is_distributed:
+            return self.value(), self.value().detach()
+        counts = torch.stack([c.double().to(self.means[0].device) for c in self.counts])
+        means = torch.stack([m.detach().double() for m in self.means])
+        sums = torch.cat([means * counts, counts])
+        torch.distributed.all_reduce(sums)
+        k = len(self.means)
+        total = sums[k:].clamp_min(1)
+        world = distributed.context().world_size
+        share = sum(
+            w * m * (world * c / t).to(m.dtype)
+            for w, m, c, t in zip(self.weights, self.means, counts, total)
+        )
+        weights = torch.tensor(self.weights, dtype=torch.float64, device=total.device)
+        return share, (weights * sums[:k] / total).sum()
+
+
+def mean_share(loss) -> tuple[torch.Tensor, torch.Tensor]:
+    """:meth:`Means.share` of ``loss``; a plain tensor is a mean over the same number of
+    items on every rank: back-propagated as it is, logged as the mean over the ranks."""
+    if isinstance(loss, Means):
+        return loss.share()
+    return loss, torch.tensor(distributed.all_reduce_mean(float(loss.detach())))
 
 
 def decided_on_main(check, *args, **kwargs):

@@ -1,9 +1,10 @@
 """A few training steps of each trainer on tiny data; run under torchrun or imported.
 
 ``python -m torch.distributed.run --nproc_per_node=2 tests/data_parallel_steps.py OUT BATCH``
-trains with ``BATCH`` per process and writes, on rank 0, ``OUT/weights.pt``: the prior's and
-a forecaster stage's weights after 1 and 3 steps, and whether every rank's weights (of the
-prior, the forecaster stage, a Gaussian-diffusion forecaster and a latent SDE) are equal.
+trains with ``BATCH`` per process and writes, on rank 0, ``OUT/weights.pt``: the weights of
+the prior (after 1 and 3 steps), of a forecaster stage with a deterministic loss, of every
+stage of every forecaster and of a latent SDE trained by SDE matching (after 1 and 2 steps),
+and whether every rank holds the same weights of a latent SDE trained by the adjoint method.
 Imported, :func:`run` does the same in this process.
 """
 
@@ -89,30 +90,104 @@ def in_sync(*modules: nn.Module) -> bool:
     return bool((every == every[0]).all())
 
 
-def other_trainers_in_sync(batch: int, out: Path) -> dict:
-    """A Gaussian-diffusion forecaster and latent SDEs, 2 steps each: equal on all ranks?"""
+#: forecasters of every method, tiny, every random draw of their losses switched on
+FORECAST = dict(
+    context=1,
+    horizon=2,
+    width=4,
+    n_layers=1,
+    n_modes=2,
+    lr=3e-3,
+    warmup=1,
+    checkpoint_every=1,
+    val_fraction=0.0,
+    extra_steps=1,
+    dropout=0.2,
+    lookahead_weight=1.0,
+    noise="grf",
+    device="cpu",
+)
+
+
+def forecast_data() -> FieldDataset:
+    """3 trajectories of 6 frames on an 8-node periodic grid, NaN land differing per sample.
+
+    Windows of 3 frames: 12 of them, with different numbers of valid points.
+    """
+    grid = Grid.regular(8, periodic=True)
+    x = torch.randn(3, 6, 1, 8, generator=torch.Generator().manual_seed(2))
+    for s in range(3):
+        x[s, :, :, : 2 * s] = float("nan")  # land: none, 2 or 4 of the 8 nodes
+    return FieldDataset.from_tensor(x, variables=["u"], grid=grid, time=range(6))
+
+
+def forecaster_weights(batch: int, out: Path) -> dict:
+    """Weights of each forecaster's stages after 1 step, then 2 (resumed), and their EMA."""
     from sciml_diffusion import forecast
-    from sciml_diffusion.sde.latent import LatentSDE
+    from sciml_diffusion.diffusion.prior import load_checkpoint as load
+
+    data, result = forecast_data(), {}
+    for method in ("dyffusion", "rolling", "diffusion"):
+        config = {**FORECAST, "method": method, "batch_size": batch}
+        run = out / method
+        forecast.fit(
+            data, None, {**config, "steps": 1, "interpolator_steps": 1}, out=run, progress=False
+        )
+        first = {
+            stage: load(run / stage, "cpu")["model"]
+            for stage in ("interpolator", "forecaster", "model")
+            if (run / stage).exists()
+        }
+        config = {**config, "steps": 2, "interpolator_steps": 2}
+        forecast.fit(data, None, config, out=run, resume=True, progress=False)
+        for stage, state in first.items():
+            last = load(run / stage, "cpu")
+            result[f"{method} {stage}"] = {
+                "first": state,
+                "last": last["model"],
+                "ema": last["ema"],
+            }
+    return result
+
+
+def sde_series():
+    """12 sequences of 5 regular times, 2 channels, some values missing (NaN)."""
     from sciml_diffusion.sde.series import ObservedSeries
+
+    values = torch.randn(12, 5, 2, generator=torch.Generator().manual_seed(3))
+    values[::3, 1:3, 0] = float("nan")
+    values[1::4, 2, :] = float("nan")
+    return ObservedSeries.from_tensors(torch.linspace(0, 1, 5), values)
+
+
+def sde_weights(batch: int, out: Path) -> dict:
+    """A latent SDE trained by SDE matching with hidden slots: 1 step, then 2 (resumed)."""
+    from sciml_diffusion.sde.latent import LatentSDE
     from sciml_diffusion.sde.train import TrainConfig, train
 
-    grid = Grid.regular(8, periodic=True)
-    x = torch.randn(2, 6, 1, 8, generator=torch.Generator().manual_seed(2))
-    data = FieldDataset.from_tensor(x, variables=["u"], grid=grid, time=range(6))
-    settings = dict(width=4, n_layers=1, n_modes=2, steps=2, batch_size=batch, val_fraction=0.0)
-    forecaster = forecast.fit(data, None, {**settings, "horizon": 2}, progress=False)
-
-    series = ObservedSeries.from_tensors(
-        torch.linspace(0, 1, 5), torch.randn(8, 5, 2, generator=torch.Generator().manual_seed(3))
-    )
-    synced = {"forecaster": in_sync(*forecaster.networks.values())}
-    for method, posterior in [("matching", "marginal"), ("adjoint", "drift")]:
+    def model():
         torch.manual_seed(0)
-        sde = LatentSDE(2, 2, hidden=8, context_dim=4, posterior=posterior)
-        config = TrainConfig(method=method, steps=2, batch_size=batch, dt=0.25)
-        train(sde, series, config, progress=False)
-        synced[f"sde {method}"] = in_sync(sde)
-    return synced
+        return LatentSDE(2, 2, hidden=8, context_dim=4)
+
+    run, series = out / "sde", sde_series()
+    settings = dict(method="matching", batch_size=batch, t_samples=3, hide_fraction=0.3)
+    first = model()
+    train(first, series, TrainConfig(steps=1, **settings), run_dir=run, progress=False)
+    last = model()
+    train(last, series, TrainConfig(steps=2, **settings), run_dir=run, resume=True, progress=False)
+    return {"sde matching": {"first": first.state_dict(), "last": last.state_dict()}}
+
+
+def adjoint_in_sync(batch: int) -> dict:
+    """A latent SDE trained 2 steps by the adjoint method: equal on all ranks?"""
+    from sciml_diffusion.sde.latent import LatentSDE
+    from sciml_diffusion.sde.train import TrainConfig, train
+
+    torch.manual_seed(0)
+    sde = LatentSDE(2, 2, hidden=8, context_dim=4, posterior="drift")
+    config = TrainConfig(method="adjoint", steps=2, batch_size=batch, dt=0.25)
+    train(sde, sde_series(), config, progress=False)
+    return {"sde adjoint": in_sync(sde)}
 
 
 def run(out: Path, batch: int) -> dict:
@@ -120,7 +195,9 @@ def run(out: Path, batch: int) -> dict:
     return {
         "prior": prior_weights(batch, out),
         "stage": stage_weights(batch, out),
-        "synced": other_trainers_in_sync(batch, out),
+        **forecaster_weights(batch, out),
+        **sde_weights(batch, out),
+        "synced": adjoint_in_sync(batch),
     }
 
 

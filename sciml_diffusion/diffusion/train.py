@@ -41,7 +41,13 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from sciml_diffusion import distributed
-from sciml_diffusion.data_parallel import EpochBatches, decided_on_main, replicate, scale_note
+from sciml_diffusion.data_parallel import (
+    EpochBatches,
+    Means,
+    decided_on_main,
+    replicate,
+    scale_note,
+)
 from sciml_diffusion.diffusion.acceleration import bf16_autocast, compile_denoiser
 from sciml_diffusion.diffusion.boundary import boundary_mask
 from sciml_diffusion.diffusion.loss import draw_noise, edm_loss
@@ -412,7 +418,8 @@ class _Run:
         self.model.train()
         with bf16_autocast(x.device, config.bf16):
             loss = self.replica(x, mask, grid, sigma[rows], n[rows])
-        loss, reported = self._share_of_mean(loss, mask.expand_as(x).sum())
+        # weighted by this rank's share of the valid points: the global batch's mean
+        loss, reported = Means.of(loss, mask.expand_as(x).sum()).share()
         self._check_finite(reported, "loss")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -440,21 +447,6 @@ class _Run:
             sigma=sigma,
             n=n,
         )
-
-    def _share_of_mean(self, loss: torch.Tensor, valid: torch.Tensor):
-        """This rank's loss to back-propagate and the global batch's loss, for the log.
-
-        ``loss`` is the mean over this rank's ``valid`` points; DDP averages gradients over
-        the ``W`` ranks, so back-propagating ``loss * W * valid / total`` gives the gradient
-        of the mean over every valid point of the global batch. One process: unchanged.
-        """
-        if not distributed.context().is_distributed:
-            return loss, loss.detach()
-        sums = torch.stack([loss.detach().double() * valid, valid.double()])
-        torch.distributed.all_reduce(sums)
-        world = distributed.context().world_size
-        share = loss * (world * valid.double() / sums[1].clamp_min(1)).to(loss.dtype)
-        return share, sums[0] / sums[1].clamp_min(1)
 
     def _update_ema(self) -> None:
         decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))

@@ -4,8 +4,11 @@ A method subclasses :class:`Forecaster` and writes three things:
 
 - ``build()``: its networks, one per training stage (``{"model": ...}`` or, for DYffusion,
   ``{"interpolator": ..., "forecaster": ...}``), trained in that order;
-- ``stage_loss(stage)``: the loss ``(model, x, mask, generator) -> scalar`` of a batch of
-  normalised windows ``x (B, context + horizon, C, *spatial)``, averaged over ``mask``;
+- ``stage_loss(stage)``: the loss ``(model, x, mask, generators)`` of a batch of normalised
+  windows ``x (B, context + horizon, C, *spatial)``, averaged over ``mask``: a scalar, or
+  its masked means with their numbers of points
+  (:class:`~sciml_diffusion.data_parallel.Means`); window ``b`` draws every random number
+  from ``generators[b]`` (a single generator seeds one per window);
 - ``sample_chunk(context, land, generators)`` or ``sample_frames(...)``: normalised
   frames ``(B, n, C, *spatial)`` following ``context (B, context, C, *spatial)``.
 

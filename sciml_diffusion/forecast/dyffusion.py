@@ -6,7 +6,7 @@ The diffusion "time" is physical time inside the horizon :math:`h`. Two networks
 - a stochastic interpolator :math:`\mathcal I_\phi(x_t, x_{t+h}, i) \approx x_{t+i}`,
   :math:`0 < i < h`, trained first by regression on the true intermediate frames, with
   dropout that stays on at inference (MC dropout, its only source of randomness; each
-  ensemble member draws its masks from its own generator);
+  ensemble member, and in training each window, draws its masks from its own generator);
 - a forecaster :math:`F_\theta(x_{t+i_n}, i_n) \approx x_{t+h}`, trained second with the
   interpolator frozen, on interpolated inputs:
 
@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sciml_diffusion.data_parallel import Means, item_generators, per_item
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
 from sciml_diffusion.forecast.base import Forecaster, masked
 from sciml_diffusion.forecast.gaussian import _flat
@@ -122,8 +123,8 @@ class _DropoutBlock(nn.Module):
     """A residual block whose increment goes through dropout, always (MC dropout).
 
     With ``generators`` set (one per batch row, see :func:`member_dropout`) row ``b``'s
-    mask is drawn from ``generators[b]``, so a member's masks do not depend on its batch;
-    otherwise from the global generator (training).
+    mask is drawn from ``generators[b]``, so a member's (or a training window's) masks do
+    not depend on its batch; otherwise from torch's global generator.
     """
 
     def __init__(self, block: nn.Module, p: float):
@@ -178,6 +179,11 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return error.square().mul(weight).sum() / weight.sum().clamp_min(1)
 
 
+def _masked_mean(prediction, target, mask) -> Means:
+    """:func:`masked_mse` with its number of points, for data-parallel weighting."""
+    return Means.of(masked_mse(prediction, target, mask), mask.expand_as(prediction).sum())
+
+
 class DYffusion(Forecaster):
     """Interpolator then forecaster, sampled by cold sampling (module docstring)."""
 
@@ -221,37 +227,49 @@ class DYffusion(Forecaster):
     def stage_loss(self, stage):
         return self._interpolator_loss if stage == "interpolator" else self._forecaster_loss
 
-    def _interpolator_loss(self, net, x, mask, generator):
+    def _interpolator_loss(self, net, x, mask, generators):
+        """Regression on a true intermediate frame at a random ``i`` per window; each
+        window's ``i`` and dropout masks come from its own generator."""
         cfg, x = self.config, masked(x, mask)
         context, end, land = x[:, : cfg.context], x[:, -1], mask[:, cfg.context - 1]
-        i = torch.randint(1, cfg.horizon, (x.shape[0],), generator=generator)
+        generators = item_generators(generators, x.shape[0])
+        i = per_item(generators, lambda g: torch.randint(1, cfg.horizon, (), generator=g))
         rows = torch.arange(x.shape[0])
         target = x[rows, cfg.context - 1 + i]
-        pred = self.interpolate(net, context, end, i.to(x), land)
-        return masked_mse(pred, target, mask[rows, cfg.context - 1 + i])
+        with member_dropout(net, generators):
+            pred = self.interpolate(net, context, end, i.to(x), land)
+        return _masked_mean(pred, target, mask[rows, cfg.context - 1 + i])
 
-    def _forecaster_loss(self, net, x, mask, generator):
+    def _forecaster_loss(self, net, x, mask, generators):
+        """Forecast and look-ahead terms (module docstring) at a random step ``n`` per
+        window; each window's ``n`` and interpolator dropout masks come from its own
+        generator."""
         cfg, x = self.config, masked(x, mask)
         interpolator = self.networks["interpolator"]
         context, x_t, end = x[:, : cfg.context], x[:, cfg.context - 1], x[:, -1]
         land, end_mask = mask[:, cfg.context - 1], mask[:, -1]
         n_steps = len(self.times)
-        n = torch.randint(n_steps, (x.shape[0],), generator=generator)
+        generators = item_generators(generators, x.shape[0])
+        n = per_item(generators, lambda g: torch.randint(n_steps, (), generator=g))
         times = torch.tensor(self.times, dtype=x.dtype, device=x.device)
         i_n = times[n.to(x.device)]
-        with torch.no_grad():
+        with torch.no_grad(), member_dropout(interpolator, generators):
             interp = self.interpolate(interpolator, context, end, i_n.clamp_min(1e-6), land)
         x_s = torch.where((n == 0).to(x.device).reshape(-1, *[1] * (x.ndim - 2)), x_t, interp)
         pred = self.predict_end(net, context, x_s, i_n)
-        loss = cfg.forecast_weight * masked_mse(pred, end, end_mask)
+        loss = cfg.forecast_weight * _masked_mean(pred, end, end_mask)
+        if cfg.lookahead_weight == 0:
+            return loss
         ahead = n <= n_steps - 2
-        if cfg.lookahead_weight > 0 and ahead.any():
-            sel = ahead.to(x.device)
-            i_next = times[(n[ahead] + 1).to(x.device)]
+        if not ahead.any():  # an empty term: same terms on every rank (Means.share)
+            return loss + cfg.lookahead_weight * Means.of(pred.sum() * 0, 0)
+        sel = ahead.to(x.device)
+        i_next = times[(n[ahead] + 1).to(x.device)]
+        chosen = [g for g, a in zip(generators, ahead.tolist()) if a]
+        with member_dropout(interpolator, chosen):
             x_next = self.interpolate(interpolator, context[sel], pred[sel], i_next, land[sel])
-            pred2 = self.predict_end(net, context[sel], x_next, i_next)
-            loss = loss + cfg.lookahead_weight * masked_mse(pred2, end[sel], end_mask[sel])
-        return loss
+        pred2 = self.predict_end(net, context[sel], x_next, i_next)
+        return loss + cfg.lookahead_weight * _masked_mean(pred2, end[sel], end_mask[sel])
 
     # ------------------------------------------------------------------ sampling
     def sample_chunk(self, context, land, generators):

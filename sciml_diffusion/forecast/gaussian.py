@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import torch
 
+from sciml_diffusion.data_parallel import Means, item_generators
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
 from sciml_diffusion.diffusion.loss import edm_loss
-from sciml_diffusion.diffusion.noise import GRFNoise, WhiteNoise
+from sciml_diffusion.diffusion.noise import GRFNoise, WhiteNoise, randn
 from sciml_diffusion.diffusion.precondition import EDMDenoiser
 from sciml_diffusion.diffusion.samplers import SAMPLERS
 from sciml_diffusion.diffusion.schedules import edm_sigmas
@@ -53,20 +54,25 @@ class GaussianDiffusionForecaster(Forecaster):
     def stage_loss(self, stage):
         cfg = self.config
 
-        def loss(model, x, mask, generator):
+        def loss(model, x, mask, generators):
             x = masked(x, mask)
             context, future = _flat(x[:, : cfg.context]), _flat(x[:, cfg.context :])
-            return edm_loss(
+            valid = _flat(mask[:, cfg.context :])
+            generators = item_generators(generators, x.shape[0])
+            z = randn((x.shape[0],), generators, device=x.device)
+            sigma = (cfg.p_mean + cfg.p_std * z).exp()  # each window's level, then noise
+            n = self.noise.sample(future.shape, self.grid, generators, device=x.device)
+            mean = edm_loss(
                 model,
                 future,
                 self.noise,
                 self.grid,
-                generator=generator,
-                mask=_flat(mask[:, cfg.context :]),
+                mask=valid,
                 cond=context,
-                p_mean=cfg.p_mean,
-                p_std=cfg.p_std,
+                sigma=sigma,
+                n=n,
             )
+            return Means.of(mean, valid.expand_as(future).sum())
 
         return loss
 

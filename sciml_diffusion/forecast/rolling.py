@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sciml_diffusion.data_parallel import Means, item_generators, per_item
 from sciml_diffusion.diffusion.backbone import ConditionalFNO
 from sciml_diffusion.diffusion.precondition import edm_coefficients
 from sciml_diffusion.forecast.base import Forecaster, masked
@@ -115,27 +116,27 @@ class RollingDiffusion(Forecaster):
     def stage_loss(self, stage):
         return self._loss
 
-    def _loss(self, model, x, mask, generator):
+    def _loss(self, model, x, mask, generators):
+        """Frame-wise EDM loss at a random global time and schedule per window (each
+        window's time, schedule and noise from its own generator), a masked mean."""
         cfg, x = self.config, masked(x, mask)
         context, y = x[:, : cfg.context], x[:, cfg.context :]
         valid = mask[:, cfg.context :]
-        t = torch.rand(x.shape[0], generator=generator, dtype=torch.float64)
-        init = torch.rand(x.shape[0], generator=generator) < cfg.mixing
+        generators = item_generators(generators, x.shape[0])
+        t = per_item(generators, lambda g: torch.rand((), generator=g, dtype=torch.float64))
+        init = per_item(generators, lambda g: torch.rand((), generator=g)) < cfg.mixing
         tau = torch.where(
             init[:, None], init_local_times(t, cfg.horizon), rolling_local_times(t, cfg.horizon)
         )
         sigma = self.sigmas(tau).to(x.device, x.dtype)
-        n = self._noise(y.shape, generator).to(x.device)
+        n = self._member_noise(y.shape, generators).to(x.dtype)
         shaped = sigma.reshape(*sigma.shape, *[1] * (y.ndim - 2))
         denoised = model(y + shaped * n, sigma, context, grid=self.grid)
         sd = self.sigma_data
         weight = (shaped**2 + sd**2) / (shaped * sd) ** 2
         error = torch.where(valid, weight * (denoised - y) ** 2, torch.zeros_like(y))
-        return error.sum() / valid.sum().clamp_min(1)
-
-    def _noise(self, shape, generator):
-        flat = (shape[0], shape[1] * shape[2], *shape[3:])
-        return self.noise.sample(flat, self.grid, generator).reshape(shape)
+        count = valid.expand_as(y).sum()
+        return Means.of(error.sum() / count.clamp_min(1), count)
 
     # ------------------------------------------------------------------ sampling
     def sample_frames(self, context, frames, land, generators, progress=False):
@@ -162,9 +163,10 @@ class RollingDiffusion(Forecaster):
             y = self._run(torch.cat([y[:, 1:], fresh], dim=1), context, rolling)
 
     def _member_noise(self, shape, generators):
+        """Noise ``shape`` ``(B, W, C, *spatial)``, row ``b`` from ``generators[b]``."""
         flat = (shape[0], shape[1] * shape[2], *shape[3:])
-        draw = self.noise.sample(flat, self.grid, generators)
-        return draw.reshape(shape).to(self.device)
+        draw = self.noise.sample(flat, self.grid, generators, device=self.device)
+        return draw.reshape(shape)
 
     def _run(self, y, context, local_times):
         """Integrate the probability-flow ODE frame-wise along ``local_times`` (list of (W,))."""

@@ -1,9 +1,10 @@
 """One training stage of a forecaster: AdamW, warm-up, clipping, EMA, checkpoints, resume.
 
-A stage trains one network on a loss ``loss_fn(model, x, mask, generator)`` of a batch of
-windows ``x (B, L, C, *spatial)``. Every random draw (windows, noise levels, noise,
-interpolation times, the seed of torch's global RNG for dropout) comes from one
-``torch.Generator`` whose state is checkpointed with
+A stage trains one network on a loss ``loss_fn(model, x, mask, generators)`` of a batch of
+windows ``x (B, L, C, *spatial)`` (``generators``: one per window), a scalar tensor or
+:class:`~sciml_diffusion.data_parallel.Means`. Every random draw (the seeds of the windows'
+generators, the seed of torch's global RNG) comes from one ``torch.Generator`` whose state
+is checkpointed with
 the model, its EMA and the optimiser in ``<run>/<stage>/checkpoint.pt``, so a resumed
 stage continues exactly where it stopped. The pieces are those of
 :func:`~sciml_diffusion.diffusion.train.train_prior`
@@ -13,10 +14,13 @@ Windows are taken in epoch permutations drawn from ``(seed, epoch)``
 (:class:`~sciml_diffusion.data_parallel.EpochBatches`), whose position is checkpointed too.
 Under ``torchrun`` each process trains a DDP replica of the loss on its rows of each global
 batch of ``batch_size x world_size`` windows (disjoint within an epoch), gradients averaged
-over the processes; the random draws inside the loss come from a generator per rank seeded
-from the shared one (:func:`~sciml_diffusion.data_parallel.rank_generator`), so the windows
-are those of one process with the global batch but the draws paired with them differ. Rank 0
-alone computes the validation loss (as one process does), logs and writes checkpoints.
+over the processes. The loss's random draws come from one generator per window, seeded from
+one draw of the shared generator and the window's position in the global batch
+(:func:`~sciml_diffusion.data_parallel.item_generators`), and a loss made of masked means
+(:class:`~sciml_diffusion.data_parallel.Means`) is weighted by each process's share of the
+valid points: a step on ``W`` processes is the step of one process with ``W`` times the
+batch (up to float rounding). Rank 0 alone computes the validation loss (as one process
+does), logs and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -33,7 +37,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sciml_diffusion import distributed
-from sciml_diffusion.data_parallel import EpochBatches, rank_generator, replicate, scale_note
+from sciml_diffusion.data_parallel import (
+    EpochBatches,
+    Means,
+    item_generators,
+    mean_share,
+    replicate,
+    scale_note,
+)
 from sciml_diffusion.diffusion.prior import CHECKPOINT_FILE, load_checkpoint
 from sciml_diffusion.diffusion.training_state import (
     check_finite,
@@ -46,7 +57,7 @@ from sciml_diffusion.forecast.windows import Windows
 
 __all__ = ["train_stage", "validation_loss"]
 
-Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor, list], torch.Tensor | Means]
 
 
 def train_stage(
@@ -93,8 +104,7 @@ def train_stage(
         warmup_lr(optimizer, config.lr, step, config.warmup)
         x, mask = train.take(batches.next(), device)
         model.train()
-        loss = _seeded(replica, x, mask, rank_generator(generator))
-        reported = torch.tensor(distributed.all_reduce_mean(float(loss.detach())))
+        loss, reported = mean_share(_seeded(replica, x, mask, generator, batches.rows.start))
         where = f"the checkpoint of step {saved} in {directory}" if saved else "nothing"
         check_finite(reported, f"{name} loss", step + 1, where)
         optimizer.zero_grad(set_to_none=True)
@@ -134,18 +144,20 @@ def validation_loss(model, loss_fn: Loss, val: Windows, config: ForecastConfig, 
     for chunk in rows.split(config.batch_size):
         x, mask = val.take(chunk, device)
         loss = _seeded(functools.partial(loss_fn, model), x, mask, generator)
-        total += float(loss) * len(chunk)
+        total += float(loss.value() if isinstance(loss, Means) else loss) * len(chunk)
     model.train(was_training)
     return total / count
 
 
-def _seeded(loss, x, mask, generator):
-    """``loss(x, mask, generator)`` with torch's global RNG (dropout) seeded from
-    ``generator``: resumable."""
+def _seeded(loss, x, mask, generator, start: int = 0):
+    """``loss(x, mask, generators)``, one generator per window (the first at position
+    ``start`` of the global batch), with torch's global RNG seeded from ``generator``: the
+    same on every rank, resumable."""
     seed = int(torch.randint(2**62, (1,), generator=generator))
+    generators = item_generators(generator, x.shape[0], start)
     with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
         torch.manual_seed(seed)
-        return loss(x, mask, generator)
+        return loss(x, mask, generators)
 
 
 def _offset(name: str) -> int:

@@ -29,6 +29,7 @@ import torch
 import torchsde
 from torch import nn
 
+from sciml_diffusion.data_parallel import item_generators, per_item
 from sciml_diffusion.sde.latent import ConstantDiffusion, EncodedSequence, LatentSDE, NELBOTerms
 from sciml_diffusion.sde.matching import diffusion_with_divergence, implied_posterior_drift
 from sciml_diffusion.sde.series import ObservedSeries
@@ -251,16 +252,20 @@ def solver_nelbo(
     method : {"adjoint", "backprop", "euler"}
     dt : float
         Solver step.
-    generator : torch.Generator, optional
-        Source of ``z_t0`` noise and of the Brownian motion's seed.
+    generator : torch.Generator or list of B torch.Generator, optional
+        Sequence ``b`` draws its ``z_t0`` noise from its own generator (a list is used as
+        given; a single generator seeds one per sequence,
+        :func:`~sciml_diffusion.data_parallel.item_generators`); the seed of the batch's
+        one ``BrownianInterval`` is drawn next from the first sequence's generator.
     """
     encoded = model.encode(series)
     relative, start = relative_times(series)
     grid = observation_grid(relative)
     mu0, sigma0 = model.marginal(encoded, start[:, None])
-    eps = torch.randn(mu0[:, 0].shape, generator=generator).to(mu0)
+    generators = item_generators(generator, len(series))
+    eps = per_item(generators, lambda g: torch.randn(model.latent_dim, generator=g)).to(mu0)
     z0 = mu0[:, 0] + sigma0[:, 0] * eps
-    seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
+    seed = int(torch.randint(0, 2**31 - 1, (), generator=generators[0]))
     zs, log_ratio = solve_posterior(model, encoded, z0, grid, dt, seed, method, start)
     z_slots, path_kl = gather_slots(zs, log_ratio, grid, relative)
     reconstruction = -model.decoder.log_prob(series.values, z_slots, series.mask, series.times)

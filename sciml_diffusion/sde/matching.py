@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 from torch.func import jvp
 
+from sciml_diffusion.data_parallel import item_generators
 from sciml_diffusion.sde.latent import EncodedSequence, LatentSDE, NELBOTerms
 from sciml_diffusion.sde.series import ObservedSeries
 
@@ -108,8 +109,11 @@ def sde_matching_loss(
     series : ObservedSeries, batch ``B``
     t_samples : int
         Random times ``K`` per sequence for the path KL (averaged).
-    generator : torch.Generator, optional
-        Source of the random times and of ``eps``.
+    generator : torch.Generator or list of B torch.Generator, optional
+        Source of the random times and of ``eps``: sequence ``b`` draws its times, then its
+        ``eps``, from its own generator (a list is used as given; a single generator seeds
+        one per sequence, :func:`~sciml_diffusion.data_parallel.item_generators`), so its
+        draws do not depend on the rest of the batch.
     """
     if model.posterior != "marginal":
         raise ValueError("SDE matching needs a LatentSDE with posterior='marginal'")
@@ -118,8 +122,13 @@ def sde_matching_loss(
     encoded = model.encode(series)
     b, device, dtype = len(series), series.values.device, series.values.dtype
     t0, t1 = series.start, series.end
-    u = torch.rand(b, t_samples, generator=generator).to(device=device, dtype=dtype)
-    eps = torch.randn(b, t_samples, model.latent_dim, generator=generator).to(u)
+    generators = item_generators(generator, b)
+    shape = (t_samples, model.latent_dim)
+    draws = [
+        (torch.rand(t_samples, generator=g), torch.randn(shape, generator=g)) for g in generators
+    ]
+    u = torch.stack([d[0] for d in draws]).to(device=device, dtype=dtype)
+    eps = torch.stack([d[1] for d in draws]).to(u)
     t = t0[:, None] + u * (t1 - t0)[:, None]
 
     (mu, sigma), (dmu, dsigma) = marginal_with_time_derivative(model, encoded, t)

@@ -158,11 +158,20 @@ class ObservedSeries:
         self, fraction: float, generator: torch.Generator | None = None
     ) -> ObservedSeries:
         """Hide each observed slot with probability ``fraction``, keeping every sequence's
-        first and last observed slot (so ``start`` and ``end`` do not change)."""
+        first and last observed slot (so ``start`` and ``end`` do not change).
+
+        ``generator``: one generator, or a list of one per sequence (sequence ``b``'s slots
+        drawn from ``generator[b]``, whatever batch it is in).
+        """
         if not 0 <= fraction < 1:
             raise ValueError(f"fraction must be in [0, 1), got {fraction}")
         observed = self.observed
-        keep = torch.rand(observed.shape, generator=generator).to(observed.device) >= fraction
+        if isinstance(generator, (list, tuple)):
+            draws = [torch.rand(observed.shape[1:], generator=g) for g in generator]
+            uniform = torch.stack(draws)
+        else:
+            uniform = torch.rand(observed.shape, generator=generator)
+        keep = uniform.to(observed.device) >= fraction
         slot = torch.arange(observed.shape[1], device=observed.device).expand_as(observed)
         first = torch.where(observed, slot, observed.shape[1]).amin(-1, keepdim=True)
         last = torch.where(observed, slot, -1).amax(-1, keepdim=True)

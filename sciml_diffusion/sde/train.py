@@ -16,9 +16,15 @@ Minibatches follow epoch permutations of the sequences drawn from ``(seed, epoch
 (:class:`~sciml_diffusion.data_parallel.EpochBatches`, position checkpointed). Under
 ``torchrun`` each process trains a DDP replica of the loss on its rows of each global batch of
 ``batch_size x world_size`` sequences (disjoint within an epoch), with gradients averaged
-over the processes; the loss's own draws (times, noise, hidden slots) come from a generator
-per rank seeded from the shared one (:func:`~sciml_diffusion.data_parallel.rank_generator`).
-Rank 0 alone logs and writes the run directory.
+over the processes. Every sequence draws its hidden slots, its times and noise (matching)
+or its ``z_t0`` noise (solver methods) from its own generator, seeded from one draw of the
+shared generator and its position in the global batch
+(:func:`~sciml_diffusion.data_parallel.item_generators`); the NELBO is a mean over
+sequences, the same number on every process. So ``matching`` takes the step of one process
+with the global batch (up to float rounding). The solver methods solve each process's batch
+with one ``BrownianInterval``, on the union of that batch's observation times: their paths
+are drawn from the same law, not paired with the 1-process run's. Rank 0 alone logs and
+writes the run directory.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sciml_diffusion import distributed
-from sciml_diffusion.data_parallel import EpochBatches, rank_generator, replicate, scale_note
+from sciml_diffusion.data_parallel import EpochBatches, item_generators, replicate, scale_note
 from sciml_diffusion.sde.baselines import solver_nelbo
 from sciml_diffusion.sde.latent import LatentSDE, NELBOTerms
 from sciml_diffusion.sde.matching import sde_matching_loss
@@ -160,7 +166,8 @@ class Trainer:
         return 1.0 if anneal <= 0 else min(1.0, (self.step_count + 1) / anneal)
 
     def loss_terms(self, batch: ObservedSeries, generator=None) -> NELBOTerms:
-        """The method's NELBO terms on a normalised batch (draws from ``generator``)."""
+        """The method's NELBO terms on a normalised batch (draws from ``generator``: one, or
+        one per sequence)."""
         return self._terms(self.model, batch, generator or self.generator)
 
     def _terms(self, model, batch, generator) -> NELBOTerms:
@@ -173,10 +180,11 @@ class Trainer:
         begin = time.perf_counter()
         self.model.train()
         batch = self.series[self.batches.next().to(self.series.times.device)]
-        generator = rank_generator(self.generator)
+        rows = self.batches.rows
+        generators = item_generators(self.generator, rows.stop - rows.start, rows.start)
         if self.config.hide_fraction > 0:
-            batch = batch.hide_random(self.config.hide_fraction, generator)
-        terms = self.replica(batch, generator)
+            batch = batch.hide_random(self.config.hide_fraction, generators)
+        terms = self.replica(batch, generators)
         loss = terms.total(self.kl_weight)
         mean_loss = distributed.all_reduce_mean(float(loss.detach()))
         if not math.isfinite(mean_loss):

@@ -128,7 +128,7 @@ def test_forecaster_loss_trains_through_the_frozen_interpolator(wave_data):
     interp = model.networks["interpolator"].requires_grad_(False)
     loss = model.stage_loss("forecaster")(
         model.networks["forecaster"], x, mask, torch.Generator().manual_seed(0)
-    )
+    ).value()
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in model.networks["forecaster"].parameters())
