@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -203,21 +204,37 @@ class Forecaster:
             if source is not None:
                 self.networks[stage] = self.reuse_stage(stage, source, directory, device)
                 continue
-            ema = train_stage(
-                stage,
-                self.networks[stage],
-                self.stage_loss(stage),
-                windows,
-                val_windows,
-                config,
-                steps,
-                directory,
-                device,
-                resume=resume,
-                progress=progress,
-            )
+            with self._trained_fast(stage, device):  # earlier stages the loss calls
+                ema = train_stage(
+                    stage,
+                    self.networks[stage],
+                    self.stage_loss(stage),
+                    windows,
+                    val_windows,
+                    config,
+                    steps,
+                    directory,
+                    device,
+                    resume=resume,
+                    progress=progress,
+                )
             self.networks[stage] = ema
         return self
+
+    @contextmanager
+    def _trained_fast(self, stage: str, device):
+        """While ``stage`` trains, the networks of the stages before it (e.g. DYffusion's
+        frozen interpolator, called by the forecaster's loss) go through the training fast
+        paths (``config.bf16``, ``config.compile``) too."""
+        config = self.config
+        before = self.stages[: self.stages.index(stage)]
+        frozen = {s: self.networks[s] for s in before} if config.bf16 or config.compile else {}
+        for name, net in frozen.items():
+            self.networks[name] = FastNetwork(net, device, config.bf16, config.compile)
+        try:
+            yield
+        finally:
+            self.networks.update(frozen)
 
     def stage_steps(self, stage: str) -> int:
         return int(self.config.steps)

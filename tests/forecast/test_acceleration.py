@@ -102,3 +102,20 @@ def test_forecast_reads_only_the_last_context_frames(tmp_path):
     want = model.forecast(FieldDataset(clean), [1, 2], members=2, generator=3)
     got = model.forecast(lazy, [1, 2], members=2, generator=3)
     assert got.identical(want)
+
+
+def test_dyffusion_frozen_interpolator_goes_through_the_fast_paths(monkeypatch):
+    calls = set()
+    original = FastNetwork.__call__
+
+    def spy(self, *args, **kwargs):
+        frozen = not any(p.requires_grad for p in self.module.parameters())
+        calls.add((type(self.module).__name__, frozen))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FastNetwork, "__call__", spy)
+    settings = dict(TINY, method="dyffusion", steps=1, bf16=True)
+    model = forecast.fit(FieldDataset(waves()), None, settings, progress=False)
+    assert ("MCDropoutFNO", True) in calls  # the trained interpolator, in the second stage
+    assert ("ConditionalFNO", False) in calls and ("MCDropoutFNO", False) in calls
+    assert not any(isinstance(net, FastNetwork) for net in model.networks.values())
