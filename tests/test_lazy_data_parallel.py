@@ -54,3 +54,35 @@ def test_lazy_training_on_two_ranks_reads_disjoint_shards_and_matches_memory(tmp
         got = load_checkpoint(tmp_path / run, "cpu")["model"]
         for key, value in got.items():
             torch.testing.assert_close(value, want[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_the_chunks_commands_of_the_docs_read_lazily(tmp_path, monkeypatch):
+    """The ``--chunks`` block of docs/scaling.md, at a tiny size, trains from lazy data."""
+    import re
+
+    from sciml_diffusion.fields import FieldDataset
+    from sciml_diffusion.fields.batches import LazyBatches, LazyFrames
+    from tests.forecast.conftest import waves
+
+    text = (ROOT / "docs" / "scaling.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "--chunks 4" in b)
+    commands = [c.split("sciml_diffusion.cli ", 1)[1] for c in block.replace("\\\n", "").split(
+        "\n") if "sciml_diffusion.cli" in c]  # fmt: skip
+    assert [c.split()[:2] for c in commands] == [["prior", "train"], ["forecast", "train"]]
+    monkeypatch.chdir(tmp_path)
+    FieldDataset(field_data().xarray.chunk(sample=4)).save("fields.zarr")
+    ns = waves(samples=2, steps=50).rename(u="vorticity")  # 5-frame windows, 10% held out
+    ns.to_netcdf("ns.nc", engine="h5netcdf")
+    readers = []
+    for cls in (LazyBatches, LazyFrames):
+        init = cls.__init__
+        monkeypatch.setattr(
+            cls, "__init__", lambda self, *a, _i=init, **k: readers.append(type(self)) or _i(
+                self, *a, **k)
+        )  # fmt: skip
+    tiny = ["--steps", "2", "--batch-size", "4", "--width", "4", "--modes", "2", "--quiet",
+            "--device", "cpu"]  # fmt: skip
+    for command in commands:
+        argv = [a for a in command.split() if a not in ("--steps", "400")] + tiny
+        assert main(argv) == 0, command
+    assert LazyBatches in readers and LazyFrames in readers  # both read from disk per batch
