@@ -47,6 +47,8 @@ __all__ = [
     "nonnegative_float",
     "finite_float",
     "fraction",
+    "chunks_option",
+    "CHUNKS_HELP",
 ]
 
 #: file endings the data layer writes (NetCDF4, NetCDF4 in HDF5, Zarr)
@@ -364,3 +366,22 @@ def finite_float(text: str) -> float:
 def fraction(text: str) -> float:
     """argparse type: a number in [0, 1]."""
     return _number(float, text, lambda v: 0 <= v <= 1, "in [0, 1]")
+
+
+#: help of ``--chunks`` (``prior train``, ``forecast train``)
+CHUNKS_HELP = (
+    "read the data lazily from disk, N samples (or time steps) per dask chunk, or 'auto' "
+    "(about 128 MiB each); unset: lazy only for data larger than 1 GiB"
+)
+
+
+def chunks_option(text: str):
+    """argparse type of ``--chunks``: ``"auto"`` or an integer >= 1 (``FieldDataset.open``)."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a number of samples per chunk (>= 1), got {text!r}"
+        ) from None

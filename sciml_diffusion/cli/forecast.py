@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from sciml_diffusion.cli.checks import CHUNKS_HELP, chunks_option
+
 __all__ = ["register", "parse_lead_times", "check_output_file"]
 
 _METHODS = ("diffusion", "dyffusion", "rolling")
@@ -27,6 +29,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--method", choices=_METHODS, default=None, help="default diffusion")
     train.add_argument("--data", required=True, help="trajectories (.nc, .h5, .zarr) with time")
     train.add_argument("--val-data", default=None, help="validation trajectories (optional)")
+    train.add_argument("--chunks", type=chunks_option, default=None, help=CHUNKS_HELP)
     train.add_argument("--variables", default=None, help="comma-separated (default all)")
     train.add_argument("--context", type=int, default=None, help="input frames (default 1)")
     train.add_argument("--horizon", type=int, default=None, help="frames per forecast chunk")
@@ -43,6 +46,13 @@ def register(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default=None, help="auto, cpu, cuda, ...")
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_speed_flags(train)
+    train.add_argument(
+        "--pin-memory",
+        action="store_true",
+        default=None,
+        help="page-locked host windows for faster copies to the GPU (lazy data, CUDA only)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
@@ -60,7 +70,24 @@ def register(groups: argparse._SubParsersAction) -> None:
     run.add_argument("--out", required=True, help="output .nc")
     run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     run.add_argument("--plot", default=None, help="optional PNG of the forecast")
+    _add_speed_flags(run)
     run.set_defaults(func=_run)
+
+
+def _add_speed_flags(parser: argparse.ArgumentParser) -> None:
+    """``--bf16`` and ``--compile`` (GPU fast paths; off by default; bf16 ignored on CPU)."""
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        default=None,
+        help="bfloat16 autocast around each network call on CUDA (ignored on CPU)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the networks (eager with a warning if compilation fails)",
+    )
 
 
 #: command-line flag -> ForecastConfig field
@@ -76,6 +103,9 @@ _FLAGS = {
     "device": "device",
     "seed": "seed",
     "interpolator": "interpolator",
+    "bf16": "bf16",
+    "compile": "compile",
+    "pin_memory": "pin_memory",
 }
 
 
@@ -151,8 +181,12 @@ def _train(args: argparse.Namespace) -> None:
     with distributed.session(_session_device(args)):
         out, settings = decided_on_main(_train_plan, args)
         variables = settings.get("variables")
-        data = FieldDataset.open(args.data, variables=variables)
-        val = FieldDataset.open(args.val_data, variables=variables) if args.val_data else None
+        data = FieldDataset.open(args.data, variables=variables, chunks=args.chunks)
+        val = (
+            FieldDataset.open(args.val_data, variables=variables, chunks=args.chunks)
+            if args.val_data
+            else None
+        )
         progress = not args.quiet
         model = forecast.fit(data, val, settings, out=out, resume=args.resume, progress=progress)
         if distributed.is_main():
@@ -218,7 +252,9 @@ def _run_sharded(args: argparse.Namespace, ctx) -> None:
     from sciml_diffusion.fields.io import open_dataset, save_dataset
 
     out, plot, leads = distributed.run_on_main(_run_outputs, args)
-    model = forecast.load(args.checkpoint, device=ctx.device)
+    model = forecast.load(
+        args.checkpoint, device=ctx.device, bf16=bool(args.bf16), compile=bool(args.compile)
+    )
     initial = open_dataset(args.initial)
     with torch.no_grad():
         ensemble = model.forecast(

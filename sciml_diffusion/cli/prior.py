@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 
 from sciml_diffusion.cli.checks import (
+    CHUNKS_HELP,
     check_device,
     check_input_file,
     check_memory,
     check_output_dir,
     check_output_file,
     check_plot_path,
+    chunks_option,
     parse_resolution,
     parse_variables,
     positive_float,
@@ -48,6 +50,7 @@ def register(groups: argparse._SubParsersAction) -> None:
         default=None,
         help="treat this dim as independent samples, e.g. time for one field per time",
     )
+    train.add_argument("--chunks", type=chunks_option, default=None, help=CHUNKS_HELP)
     train.add_argument("--out", required=True, help="run folder (checkpoints, config, log)")
     train.add_argument("--config", default=None, help="JSON file of TrainConfig settings")
     train.add_argument("--steps", type=positive_int, default=None, help="optimiser steps")
@@ -140,7 +143,8 @@ def _train(args: argparse.Namespace) -> None:
 
     with distributed.session(_session_device(args)):
         data, out, settings, resume = decided_on_main(_train_plan, args)
-        dataset = FieldDataset.open(data, variables=settings.get("variables"))
+        variables = settings.get("variables")
+        dataset = FieldDataset.open(data, variables=variables, chunks=args.chunks)
         if args.sample_dim:
             dataset = dataset.stack_samples(args.sample_dim)
         elif dataset.has_time:

@@ -29,7 +29,14 @@ import warnings
 import torch
 from torch import nn
 
-__all__ = ["bf16_autocast", "CompiledDenoiser", "compile_denoiser", "plain_state_dict", "BACKEND"]
+__all__ = [
+    "bf16_autocast",
+    "CompiledDenoiser",
+    "compile_denoiser",
+    "FastNetwork",
+    "plain_state_dict",
+    "BACKEND",
+]
 
 #: the ``torch.compile`` backend used when none is named
 BACKEND = "inductor"
@@ -149,7 +156,7 @@ def plain_state_dict(module) -> dict:
     plain module's and a checkpoint loads into an unwrapped model.
     """
     while True:
-        if isinstance(module, CompiledDenoiser):
+        if isinstance(module, (CompiledDenoiser, FastNetwork)):
             module = module.module
         elif hasattr(module, "_orig_mod"):
             module = module._orig_mod
@@ -157,3 +164,41 @@ def plain_state_dict(module) -> dict:
             module = module.module
         else:
             return module.state_dict()
+
+
+class FastNetwork:
+    """A network call with the fast paths chosen: ``torch.compile`` and/or bf16 autocast.
+
+    ``FastNetwork(module, device, bf16, compile)(*args)`` runs ``module(*args)`` (through a
+    :class:`CompiledDenoiser` with ``compile``) inside :func:`bf16_autocast` (CUDA only) and
+    casts a bfloat16 output back to float32, so the caller's arithmetic stays float32. The
+    module is not modified or wrapped: its parameters, ``state_dict`` and other attributes
+    are its own (for networks whose output is not float32 under autocast, e.g. a bare
+    :class:`~sciml_diffusion.diffusion.backbone.ConditionalFNO`).
+
+    Parameters
+    ----------
+    module : nn.Module
+    device : torch.device or str
+        Where it runs (autocast on ``cuda`` only).
+    bf16, compile : bool
+        The fast paths; both off gives plain ``module(*args)``.
+    """
+
+    def __init__(self, module: nn.Module, device, bf16: bool = False, compile: bool = False):
+        self.module = module
+        self.device = torch.device(device)
+        self.bf16 = bool(bf16)
+        self.network = compile_denoiser(module, bool(compile))
+
+    def __call__(self, *args, **kwargs):
+        with bf16_autocast(self.device, self.bf16):
+            out = self.network(*args, **kwargs)
+        if isinstance(out, torch.Tensor) and out.dtype == torch.bfloat16:
+            return out.float()
+        return out
+
+    def __getattr__(self, name):
+        if name == "module":
+            raise AttributeError(name)
+        return getattr(self.module, name)

@@ -151,9 +151,7 @@ class LazyBatches:
         return x.float(), mask
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.pin_memory:
-            return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor.to(self.device)
+        return _to_device(tensor, self.device, self.pin_memory)
 
 
 class LazyFrames:
@@ -167,9 +165,17 @@ class LazyFrames:
         Channels, in order.
     normalizer : Normalizer
         Applied to every window.
+    pin_memory : bool
+        Page-locked host copy and a non-blocking transfer to a CUDA device; no-op elsewhere.
     """
 
-    def __init__(self, dataset: FieldDataset, variables: Sequence[str], normalizer: Normalizer):
+    def __init__(
+        self,
+        dataset: FieldDataset,
+        variables: Sequence[str],
+        normalizer: Normalizer,
+        pin_memory: bool = False,
+    ):
         leading = tuple(d for d in ("sample", "time") if d in dataset.xarray.dims)
         expected = (*leading, *dataset.spatial_dims)
         for v in variables:
@@ -179,6 +185,7 @@ class LazyFrames:
                     f"{expected} with a time dim: select or stack the other dims first"
                 )
         self.dataset, self.variables, self.normalizer = dataset, list(variables), normalizer
+        self.pin_memory = bool(pin_memory)
         self.has_sample = "sample" in leading
         sizes = dataset.xarray.sizes
         samples = sizes["sample"] if self.has_sample else 1
@@ -198,4 +205,11 @@ class LazyFrames:
         x = torch.where(mask, self.normalizer.normalize(x), torch.zeros_like(x))
         if not torch.isfinite(x).all():
             raise ValueError("the data contain infinite values; remove them or mark them NaN")
-        return x.to(device), mask.to(device)
+        return _to_device(x, device, self.pin_memory), _to_device(mask, device, self.pin_memory)
+
+
+def _to_device(tensor: torch.Tensor, device, pin_memory: bool) -> torch.Tensor:
+    """``tensor`` on ``device``; through page-locked memory (non-blocking) to a CUDA one."""
+    if pin_memory and device is not None and torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

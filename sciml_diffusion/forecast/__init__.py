@@ -119,15 +119,20 @@ def fit(
     return model.train(train, val, out, resume=resume, progress=progress)
 
 
-def load(path: str | os.PathLike, device=None) -> Forecaster:
-    """A trained forecaster from its run directory."""
+def load(path: str | os.PathLike, device=None, bf16=False, compile=False) -> Forecaster:
+    """A trained forecaster from its run directory.
+
+    ``bf16`` (bfloat16 autocast around each network call, CUDA only) and ``compile``
+    (``torch.compile`` of the networks) choose the fast paths of its forecasts
+    (:meth:`Forecaster.accelerate`); both off by default.
+    """
     path = Path(path)
     run = read_forecast_config(path)
     if run.get("method") not in METHODS:
         raise ValueError(f"{path} holds an unknown forecast method {run.get('method')!r}")
     normalizer = Normalizer.load(path / NORMALIZER_FILE)
     model = METHODS[run["method"]].from_run(run, normalizer)
-    return model.load_weights(path, device)
+    return model.load_weights(path, device).accelerate(bf16=bf16, compile=compile)
 
 
 def _as_config(config) -> ForecastConfig:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sciml_diffusion import distributed
+from sciml_diffusion.diffusion.acceleration import FastNetwork
 from sciml_diffusion.diffusion.prior import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -89,6 +91,8 @@ class Forecaster:
         self.config, self.normalizer, self.grid = config, normalizer, grid
         self.step, self.sigma_data = dict(step), float(sigma)
         self.device = torch.device("cpu")
+        self.bf16 = self.compiled = False
+        self._fast: dict[str, FastNetwork] = {}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.networks: dict[str, nn.Module] = self.build()
@@ -125,6 +129,26 @@ class Forecaster:
             context = torch.cat([context, chunk], dim=1)[:, -self.config.context :]
         bar.close()
         return torch.cat(out, dim=1)[:, :frames]
+
+    # ------------------------------------------------------------------ fast paths
+    def accelerate(self, bf16: bool = False, compile: bool = False) -> Forecaster:
+        """Forecast with bf16 autocast (CUDA only) and/or ``torch.compile``; returns ``self``.
+
+        Both off by default; the networks and their weights are unchanged
+        (:class:`~sciml_diffusion.diffusion.acceleration.FastNetwork`).
+        """
+        self.bf16, self.compiled = bool(bf16), bool(compile)
+        self._fast = {}
+        return self
+
+    def network(self, stage: str):
+        """What sampling calls for ``stage``: its network through the chosen fast paths."""
+        module = self.networks[stage]
+        fast = self._fast.get(stage)
+        if fast is None or fast.module is not module or fast.device != self.device:
+            fast = FastNetwork(module, self.device, self.bf16, self.compiled)
+            self._fast[stage] = fast
+        return fast
 
     # ------------------------------------------------------------------ properties
     @property
@@ -169,9 +193,10 @@ class Forecaster:
         if distributed.context().is_distributed:  # under torchrun: this rank's device
             device = distributed.context().device
         self.to(device)
-        windows = Windows.of(train, self.variables, self.normalizer, config.window)
+        pin = bool(config.pin_memory)
+        windows = Windows.of(train, self.variables, self.normalizer, config.window, pin)
         val_windows = (
-            Windows.of(val, self.variables, self.normalizer, config.window)
+            Windows.of(val, self.variables, self.normalizer, config.window, pin)
             if val is not None
             else None
         )
@@ -182,21 +207,37 @@ class Forecaster:
             if source is not None:
                 self.networks[stage] = self.reuse_stage(stage, source, directory, device)
                 continue
-            ema = train_stage(
-                stage,
-                self.networks[stage],
-                self.stage_loss(stage),
-                windows,
-                val_windows,
-                config,
-                steps,
-                directory,
-                device,
-                resume=resume,
-                progress=progress,
-            )
+            with self._trained_fast(stage, device):  # earlier stages the loss calls
+                ema = train_stage(
+                    stage,
+                    self.networks[stage],
+                    self.stage_loss(stage),
+                    windows,
+                    val_windows,
+                    config,
+                    steps,
+                    directory,
+                    device,
+                    resume=resume,
+                    progress=progress,
+                )
             self.networks[stage] = ema
         return self
+
+    @contextmanager
+    def _trained_fast(self, stage: str, device):
+        """While ``stage`` trains, the networks of the stages before it (e.g. DYffusion's
+        frozen interpolator, called by the forecaster's loss) go through the training fast
+        paths (``config.bf16``, ``config.compile``) too."""
+        config = self.config
+        before = self.stages[: self.stages.index(stage)]
+        frozen = {s: self.networks[s] for s in before} if config.bf16 or config.compile else {}
+        for name, net in frozen.items():
+            self.networks[name] = FastNetwork(net, device, config.bf16, config.compile)
+        try:
+            yield
+        finally:
+            self.networks.update(frozen)
 
     def stage_steps(self, stage: str) -> int:
         return int(self.config.steps)
@@ -245,7 +286,8 @@ class Forecaster:
         ----------
         initial : FieldDataset or xarray.Dataset
             With a ``time`` dim of at least ``context`` steps (optionally a ``sample`` dim
-            of several initial states), on the training grid; any coordinate order.
+            of several initial states), on the training grid; any coordinate order. Only
+            its last ``context`` time steps are read (a lazy file stays on disk otherwise).
         lead_times : int or sequence of int
             Lead times in time steps of the data (``1`` is the frame after the last one).
         members : int
@@ -275,7 +317,8 @@ class Forecaster:
         ds, flipped = ascending(_as_xarray(initial))
         data = FieldDataset(ds, variables=self.variables)
         self.check_initial(data)
-        context, land = self.initial_tensors(data)
+        last = data.isel(time=slice(data.xarray.sizes["time"] - self.config.context, None))
+        context, land = self.initial_tensors(last)  # reads only the last context frames
         seed = _seed(generator)
         block = distributed.member_block(int(members), sharded)
         frames = torch.empty(len(block), *context.shape[:1], len(leads), *context.shape[2:])

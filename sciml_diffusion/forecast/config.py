@@ -13,7 +13,17 @@ METHOD_NAMES = ("diffusion", "dyffusion", "rolling")
 _SAMPLERS = ("euler", "heun", "dpm2m", "stochastic", "em")
 
 #: settings that may change when a run is resumed
-RESUMABLE = ("steps", "interpolator_steps", "checkpoint_every", "val_every", "device")
+#: (bf16, compile and pin_memory change only the speed)
+RESUMABLE = (
+    "steps",
+    "interpolator_steps",
+    "checkpoint_every",
+    "val_every",
+    "device",
+    "bf16",
+    "compile",
+    "pin_memory",
+)
 
 
 @dataclass
@@ -56,6 +66,16 @@ class ForecastConfig:
     mixing, rolling_steps
         Rolling diffusion: probability ``beta`` of a training draw from the
         initialisation schedule, and sampler steps per window shift.
+    bf16 : bool
+        Training: bfloat16 autocast around each network call on CUDA (a no-op on CPU); the
+        losses, noise and optimiser stay float32
+        (:class:`~sciml_diffusion.diffusion.acceleration.FastNetwork`).
+    compile : bool
+        Training: the trained network is called through ``torch.compile`` (eager with a
+        warning if compilation fails); checkpoints hold the plain module's weights.
+    pin_memory : bool
+        Windows read from lazy data go through page-locked memory to a CUDA device
+        (``non_blocking``); no effect on CPU or for data held in memory.
     """
 
     method: str = "diffusion"
@@ -97,6 +117,9 @@ class ForecastConfig:
     interpolator: str | None = None
     mixing: float = 0.1
     rolling_steps: int = 4
+    bf16: bool = False
+    compile: bool = False
+    pin_memory: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> ForecastConfig:

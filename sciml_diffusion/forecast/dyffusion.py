@@ -273,7 +273,7 @@ class DYffusion(Forecaster):
 
     # ------------------------------------------------------------------ sampling
     def sample_chunk(self, context, land, generators):
-        interpolator, forecaster = self.networks["interpolator"], self.networks["forecaster"]
+        interpolator, forecaster = self.network("interpolator"), self.network("forecaster")
 
         def interpolate(x_end, i):
             return self.interpolate(interpolator, context, x_end, i, land)
@@ -281,7 +281,7 @@ class DYffusion(Forecaster):
         def forecast(x_s, i):
             return self.predict_end(forecaster, context, x_s, i)
 
-        with member_dropout(interpolator, generators):
+        with member_dropout(self.networks["interpolator"], generators):
             return cold_sample(
                 interpolate,
                 forecast,

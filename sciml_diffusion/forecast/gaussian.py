@@ -77,7 +77,7 @@ class GaussianDiffusionForecaster(Forecaster):
         return loss
 
     def sample_chunk(self, context, land, generators):
-        cfg, model = self.config, self.networks["model"]
+        cfg, model = self.config, self.network("model")
         cond = _flat(context)
         shape = (context.shape[0], cfg.horizon * self.channels, *self.grid.shape)
         sigmas = edm_sigmas(cfg.sampling_steps, cfg.sigma_min, cfg.sigma_max)

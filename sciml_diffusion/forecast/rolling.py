@@ -170,7 +170,7 @@ class RollingDiffusion(Forecaster):
 
     def _run(self, y, context, local_times):
         """Integrate the probability-flow ODE frame-wise along ``local_times`` (list of (W,))."""
-        model = self.networks["model"]
+        model = self.network("model")
         levels = [self.sigmas(tau).to(y.device, y.dtype) for tau in local_times]
         for s, s_next in zip(levels[:-1], levels[1:]):
             y = self._step(model, y, context, s, s_next)

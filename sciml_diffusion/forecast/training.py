@@ -45,6 +45,7 @@ from sciml_diffusion.data_parallel import (
     replicate,
     scale_note,
 )
+from sciml_diffusion.diffusion.acceleration import FastNetwork
 from sciml_diffusion.diffusion.prior import CHECKPOINT_FILE, load_checkpoint
 from sciml_diffusion.diffusion.training_state import (
     check_finite,
@@ -94,7 +95,8 @@ def train_stage(
     distributed.barrier()  # a checkpoint rank 0 wrote is complete before it is read back
     if resume and directory is not None and (directory / CHECKPOINT_FILE).exists():
         step = saved = _restore(directory, model, ema, optimizer, generator, batches, device)
-    replica = replicate(model, loss_fn)
+    network = FastNetwork(model, device, config.bf16, config.compile)  # what the loss calls
+    replica = replicate(model, _through(network, loss_fn))
     main = distributed.is_main()
     progress = progress and main
     if main and distributed.context().is_distributed:
@@ -158,6 +160,16 @@ def _seeded(loss, x, mask, generator, start: int = 0):
     with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
         torch.manual_seed(seed)
         return loss(x, mask, generators)
+
+
+def _through(network: FastNetwork, loss_fn: Loss) -> Loss:
+    """``loss_fn`` calling the trained model through ``network`` (compiled and/or bf16
+    autocast, sharing its parameters, so DDP's gradient hooks fire either way)."""
+
+    def loss(model, x, mask, generators):
+        return loss_fn(network if model is network.module else model, x, mask, generators)
+
+    return loss
 
 
 def _offset(name: str) -> int:

@@ -137,10 +137,19 @@ class Windows:
         self.index = torch.as_tensor(grid, dtype=torch.long)
 
     @classmethod
-    def of(cls, dataset: FieldDataset, variables, normalizer: Normalizer, length: int) -> Windows:
-        """Windows of a data set: its tensors in memory, or read per batch when it is lazy."""
+    def of(
+        cls,
+        dataset: FieldDataset,
+        variables,
+        normalizer: Normalizer,
+        length: int,
+        pin_memory: bool = False,
+    ) -> Windows:
+        """Windows of a data set: its tensors in memory, or read per batch when it is lazy
+        (through page-locked memory to a CUDA device with ``pin_memory``)."""
         if dataset.is_lazy:
-            return cls(LazyFrames(dataset, variables, normalizer), None, length)
+            reader = LazyFrames(dataset, variables, normalizer, pin_memory=pin_memory)
+            return cls(reader, None, length)
         return cls(*time_tensor(dataset, variables, normalizer), length)
 
     def __len__(self) -> int:
