@@ -10,7 +10,8 @@ the measured points; below its cheapest point only a bound ``<= n_min / n_ref`` 
 and if no point reaches ``e_ref`` there is no ratio.
 
 Run: ``python experiments/pde_inverse/nfe.py experiments/pde_inverse/results/quick_nfe.jsonl
---best mmps --plot docs/results/pde_inverse_nfe_darcy.png``
+experiments/pde_inverse/results/quick_nfe_inverse.jsonl --best mmps
+--plot docs/results/pde_inverse_nfe_darcy.png``
 """
 
 from __future__ import annotations
@@ -134,20 +135,20 @@ def table(rows: list[dict]) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path)
+    parser.add_argument("results", type=Path, nargs="+", help="JSON lines of run.py")
     parser.add_argument("--best", default="mmps")
     parser.add_argument("--references", nargs="+", default=["diffusionpde", "fundps"])
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--title", default="")
     args = parser.parse_args()
-    rows = load(args.results)
+    rows = [row for path in args.results for row in load(path)]
     print(table(rows))
     for task in dict.fromkeys(r["task"] for r in rows):
         for cost in COSTS:
             for ratio in matched_ratios(rows, task, args.best, args.references, cost):
                 print(json.dumps(ratio))
     if args.plot:
-        plot(rows, args.plot, args.title or args.results.stem)
+        plot(rows, args.plot, args.title or ", ".join(p.stem for p in args.results))
 
 
 if __name__ == "__main__":
