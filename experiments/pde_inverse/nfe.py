@@ -5,12 +5,14 @@ against the cost per member on a log axis, once counting denoiser evaluations (N
 once all network passes (NFE plus backward passes, the fair cost of gradient guidance),
 and prints a markdown table. The ratio at matched error: the reference method's point at
 its most steps (its preset) has error ``e_ref`` at cost ``n_ref``; the best method's cost
-to reach ``e_ref`` is read off its curve by linear interpolation in ``log(cost)`` between
-the measured points; below its cheapest point only a bound ``<= n_min / n_ref`` is known,
-and if no point reaches ``e_ref`` there is no ratio.
+to reach ``e_ref`` for good (every dearer point at or below it too) is read off its curve by
+linear interpolation in ``log(cost)`` between the measured points; below its cheapest point
+only a bound ``<= n_min / n_ref`` is known, and if its dearest point is above ``e_ref``
+there is no ratio.
 
 Run: ``python experiments/pde_inverse/nfe.py experiments/pde_inverse/results/quick_nfe.jsonl
---best mmps --plot docs/results/pde_inverse_nfe_darcy.png``
+experiments/pde_inverse/results/quick_nfe_inverse.jsonl --best mmps
+--plot docs/results/pde_inverse_nfe_darcy.png``
 """
 
 from __future__ import annotations
@@ -44,19 +46,22 @@ def curve(rows: list[dict], task: str, method: str, cost: str) -> tuple[np.ndarr
 
 
 def cost_to_reach(costs: np.ndarray, scores: np.ndarray, target: float) -> tuple[float, str]:
-    """The least cost at which the curve reaches ``target``: ``(cost, "=" or "<=")``.
+    """The least cost from which the curve stays at or below ``target``.
 
-    Linear interpolation of the score in ``log(cost)`` between consecutive points; ``"<="``
-    when the cheapest point already reaches the target; ``nan`` when no point does.
+    Returns ``(cost, "=")`` by linear interpolation of the score in ``log(cost)`` between
+    the last point above the target and the next one; ``(cheapest cost, "<=")`` when every
+    point is at or below it; ``nan`` when the most expensive point is above it. A cheap
+    point that dips below the target while a dearer one is above it does not count.
     """
-    if scores[0] <= target:
+    above = np.flatnonzero(scores > target)
+    if not len(above):
         return float(costs[0]), "<="
-    for k in range(1, len(costs)):
-        if scores[k] <= target:
-            lo, hi = np.log(costs[k - 1]), np.log(costs[k])
-            t = (scores[k - 1] - target) / (scores[k - 1] - scores[k])
-            return float(np.exp(lo + t * (hi - lo))), "="
-    return float("nan"), "="
+    k = above[-1] + 1
+    if k == len(costs):
+        return float("nan"), "="
+    lo, hi = np.log(costs[k - 1]), np.log(costs[k])
+    t = (scores[k - 1] - target) / (scores[k - 1] - scores[k])
+    return float(np.exp(lo + t * (hi - lo))), "="
 
 
 def matched_ratios(rows: list[dict], task: str, best: str, references, cost: str) -> list[dict]:
@@ -134,20 +139,20 @@ def table(rows: list[dict]) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path)
+    parser.add_argument("results", type=Path, nargs="+", help="JSON lines of run.py")
     parser.add_argument("--best", default="mmps")
     parser.add_argument("--references", nargs="+", default=["diffusionpde", "fundps"])
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--title", default="")
     args = parser.parse_args()
-    rows = load(args.results)
+    rows = [row for path in args.results for row in load(path)]
     print(table(rows))
     for task in dict.fromkeys(r["task"] for r in rows):
         for cost in COSTS:
             for ratio in matched_ratios(rows, task, args.best, args.references, cost):
                 print(json.dumps(ratio))
     if args.plot:
-        plot(rows, args.plot, args.title or args.results.stem)
+        plot(rows, args.plot, args.title or ", ".join(p.stem for p in args.results))
 
 
 if __name__ == "__main__":

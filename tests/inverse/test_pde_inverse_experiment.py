@@ -138,6 +138,8 @@ def test_cost_at_matched_error_interpolates_in_log_cost():
     assert nfe.cost_to_reach(costs, scores, 0.3) == (pytest.approx(10**1.5), "=")
     assert nfe.cost_to_reach(costs, scores, 0.6) == (10.0, "<=")
     assert np.isnan(nfe.cost_to_reach(costs, scores, 0.01)[0])
+    dip = np.array([0.05, 0.5, 0.1])  # a cheap lucky point does not count
+    assert nfe.cost_to_reach(costs, dip, 0.3)[0] == pytest.approx(10**2.5)
     rows = [
         {"task": "t", "method": m, "nfe": c, "vjp": 0, "score": s, "steps": c}
         for m, pts in {"best": [(10, 0.5), (100, 0.1)], "ref": [(50, 0.9), (400, 0.3)]}.items()
