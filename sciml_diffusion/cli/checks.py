@@ -385,3 +385,22 @@ def chunks_option(text: str):
         raise argparse.ArgumentTypeError(
             f"expected 'auto' or a number of samples per chunk (>= 1), got {text!r}"
         ) from None
+
+
+def add_speed_flags(parser, default=None) -> None:
+    """``--bf16`` and ``--compile``, the GPU fast paths (off by default; bf16 ignored on CPU).
+
+    ``default=None`` leaves a run's stored setting alone unless the flag is given (resume).
+    """
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        default=default,
+        help="bfloat16 autocast around each network call on CUDA (ignored on CPU)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=default,
+        help="torch.compile the networks (eager with a warning if compilation fails)",
+    )

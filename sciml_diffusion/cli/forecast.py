@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sciml_diffusion.cli.checks import CHUNKS_HELP, chunks_option
+from sciml_diffusion.cli.checks import CHUNKS_HELP, add_speed_flags, chunks_option
 
 __all__ = ["register", "parse_lead_times", "check_output_file"]
 
@@ -46,7 +46,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default=None, help="auto, cpu, cuda, ...")
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    _add_speed_flags(train)
+    add_speed_flags(train)
     train.add_argument(
         "--pin-memory",
         action="store_true",
@@ -70,24 +70,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     run.add_argument("--out", required=True, help="output .nc")
     run.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     run.add_argument("--plot", default=None, help="optional PNG of the forecast")
-    _add_speed_flags(run)
+    add_speed_flags(run)
     run.set_defaults(func=_run)
-
-
-def _add_speed_flags(parser: argparse.ArgumentParser) -> None:
-    """``--bf16`` and ``--compile`` (GPU fast paths; off by default; bf16 ignored on CPU)."""
-    parser.add_argument(
-        "--bf16",
-        action="store_true",
-        default=None,
-        help="bfloat16 autocast around each network call on CUDA (ignored on CPU)",
-    )
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="torch.compile the networks (eager with a warning if compilation fails)",
-    )
 
 
 #: command-line flag -> ForecastConfig field

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from sciml_diffusion.cli.checks import (
+    add_speed_flags,
     check_device,
     check_input_file,
     check_output_file,
@@ -61,8 +62,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     rec.add_argument("--overwrite", action="store_true")
     rec.add_argument("--plot", default=None, help="optional PNG of mean, std and sensors")
     rec.add_argument("--quiet", action="store_true", help="no progress bars")
-    rec.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (CPU: ignored)")
-    rec.add_argument("--compile", action="store_true", help="torch.compile the denoiser")
+    add_speed_flags(rec, default=False)
     rec.set_defaults(func=_reconstruct)
 
 

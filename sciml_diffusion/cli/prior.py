@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sciml_diffusion.cli.checks import (
     CHUNKS_HELP,
+    add_speed_flags,
     check_device,
     check_input_file,
     check_memory,
@@ -68,7 +69,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
     train.add_argument("--seed", type=int, default=None, help="random seed")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    _add_speed_flags(train)
+    add_speed_flags(train)
     train.add_argument(
         "--pin-memory",
         action="store_true",
@@ -97,24 +98,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     sample.add_argument("--plot", default=None, help="optional PNG of the first samples")
     sample.add_argument("--force", action="store_true", help="skip the memory check")
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_speed_flags(sample)
+    add_speed_flags(sample)
     sample.set_defaults(func=_sample)
-
-
-def _add_speed_flags(parser: argparse.ArgumentParser) -> None:
-    """``--bf16`` and ``--compile`` (GPU fast paths; off by default, no-ops on CPU for bf16)."""
-    parser.add_argument(
-        "--bf16",
-        action="store_true",
-        default=None,
-        help="bfloat16 autocast around the network on CUDA (ignored on CPU)",
-    )
-    parser.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="torch.compile the denoiser (eager with a warning if compilation fails)",
-    )
 
 
 #: command-line flag -> TrainConfig field

@@ -95,6 +95,20 @@ def read_run_config(path: str | os.PathLike, format: str = FORMAT, kind: str = "
     return config
 
 
+def check_resumable(out, old: dict, new: dict, resumable) -> None:
+    """Refuse to resume the run in ``out`` when a setting outside ``resumable`` changed.
+
+    ``old`` and ``new`` are the stored and the requested settings (dicts of one config).
+    """
+    changed = sorted(k for k in new if k not in resumable and old.get(k) != new[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
+        raise ValueError(
+            f"cannot resume {out} with a different configuration ({diffs}); only "
+            f"{', '.join(resumable)} may change"
+        )
+
+
 def load_checkpoint(path: str | os.PathLike, device=None) -> dict:
     """Read ``checkpoint.pt`` with ``weights_only=True``; a clear error if it is damaged."""
     file = Path(path) / CHECKPOINT_FILE

@@ -65,6 +65,7 @@ from sciml_diffusion.diffusion.prior import (
     NORMALIZER_FILE,
     Prior,
     build_denoiser,
+    check_resumable,
     load_checkpoint,
     read_run_config,
 )
@@ -600,13 +601,7 @@ def _check_run_dir(out: Path | None, config: TrainConfig, resume: bool) -> dict 
         )
     previous = read_run_config(out)
     old, new = previous["train"], asdict(config)
-    changed = sorted(k for k in new if k not in RESUMABLE and old.get(k) != new[k])
-    if changed:
-        diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
-        raise ValueError(
-            f"cannot resume {out} with a different configuration ({diffs}); only "
-            f"{', '.join(RESUMABLE)} may change"
-        )
+    check_resumable(out, old, new, RESUMABLE)
     previous["train"] = new
     return previous
 

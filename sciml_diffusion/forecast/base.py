@@ -44,6 +44,7 @@ from sciml_diffusion.diffusion.prior import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     NORMALIZER_FILE,
+    check_resumable,
     load_checkpoint,
     member_generators,
     read_run_config,
@@ -472,13 +473,7 @@ def check_resume(out: Path, config: ForecastConfig, resume: bool) -> dict | None
         return None
     run = read_forecast_config(out)
     old, new = run["config"], asdict(config)
-    changed = sorted(k for k in new if k not in RESUMABLE and old.get(k) != new[k])
-    if changed:
-        diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
-        raise ValueError(
-            f"cannot resume {out} with a different configuration ({diffs}); only "
-            f"{', '.join(RESUMABLE)} may change"
-        )
+    check_resumable(out, old, new, RESUMABLE)
     return run
 
 

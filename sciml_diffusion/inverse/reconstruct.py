@@ -144,7 +144,7 @@ def reconstruct(
     cases = measurement.y.shape[0] if measurement.y.ndim == 2 else 1
     pde_term = _pde_term(pde, prior, grid)
     guidance = build_guidance(method, measurement, prior, grid, pde_term, steps, **method_options)
-    seed = _seed(generator)
+    seed = seed_of(generator)
     device = torch.device(device) if device is not None else prior.device
     prior.denoiser.to(device)
     measurement.to(device)
@@ -213,7 +213,8 @@ def _pde_term(pde, prior, grid: Grid) -> PDETerm | None:
     return PDETerm(pde, prior.variables, prior.normalizer, grid)
 
 
-def _seed(generator) -> int:
+def seed_of(generator) -> int:
+    """The int seed of ``generator``: ``None`` is 0, an int itself, a Generator one draw."""
     if generator is None:
         return 0
     if isinstance(generator, torch.Generator):

@@ -24,6 +24,7 @@ from sciml_diffusion.fields import Grid, Observations
 from sciml_diffusion.inverse.design.candidates import Candidates, candidate_sensors
 from sciml_diffusion.inverse.design.eig import ESTIMATORS, ensemble_eig, gaussian_eig
 from sciml_diffusion.inverse.design.selection import CRITERIA, min_members, select
+from sciml_diffusion.inverse.reconstruct import reconstruct, seed_of
 
 __all__ = ["ProposedSensors", "suggest_sensors", "extend_observations"]
 
@@ -141,7 +142,7 @@ def suggest_sensors(
             "(--noise-std), e.g. 1% of the field's spread"
         )
     _check_ensemble_size(criterion, k, members, ensemble, exact)
-    seed = _seed(generator)
+    seed = seed_of(generator)
     draws = torch.Generator().manual_seed(seed)
     if sharded and not distributed.is_main() and (ensemble is not None or exact):
         return None  # nothing to sample: rank 0 alone selects
@@ -244,16 +245,6 @@ def _candidate_std(pool: Candidates, observations: Observations, noise_std) -> t
     return std
 
 
-def _seed(generator) -> int:
-    if generator is None:
-        return 0
-    if isinstance(generator, torch.Generator):
-        return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
-        return int(generator)
-    raise ValueError(f"generator must be an int seed or a torch.Generator, got {generator!r}")
-
-
 def _posterior_at(
     prior,
     observations,
@@ -272,8 +263,6 @@ def _posterior_at(
     if exact:
         return (*_exact_at(prior, observations, pool, grid, noise_std), None)
     if ensemble is None:
-        from sciml_diffusion.inverse.reconstruct import reconstruct
-
         ensemble = reconstruct(
             prior,
             observations,
